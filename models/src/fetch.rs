@@ -1,0 +1,1 @@
+//! Fetching catalog models into the cache.

@@ -1,0 +1,8 @@
+//! pith-runtime: lean CPU inference over memory-mapped GGUF files.
+//!
+//! Layers, bottom up: [`gguf`] (hardened mmap reader), [`quant`] (block layouts and
+//! dequantization), [`tokenizer`], [`model`] (one decoder driven by
+//! [`pith_models::ArchConfig`], KV cache), [`sampler`].
+
+pub mod gguf;
+pub mod quant;

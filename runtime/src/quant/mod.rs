@@ -1,0 +1,5 @@
+//! Quantized block layouts and the scalar reference dequantizers.
+
+mod types;
+
+pub use types::{GgmlType, QK_K};
