@@ -5,4 +5,7 @@
 //! [`pith_models::ArchConfig`], KV cache), [`sampler`].
 
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod sampler;
+pub mod tokenizer;

@@ -1,0 +1,1 @@
+//! The decoder forward pass driven by `ArchConfig`, with its KV cache.
