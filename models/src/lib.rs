@@ -22,4 +22,6 @@ pub trait Metadata {
     fn meta_bool(&self, key: &str) -> Option<bool>;
     fn meta_int_array(&self, key: &str) -> Option<Vec<i64>>;
     fn meta_float_array(&self, key: &str) -> Option<Vec<f32>>;
+    /// Length of an array value, without converting it.
+    fn meta_array_len(&self, key: &str) -> Option<usize>;
 }

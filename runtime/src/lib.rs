@@ -4,6 +4,7 @@
 //! dequantization), [`tokenizer`], [`model`] (one decoder driven by
 //! [`pith_models::ArchConfig`], KV cache), [`sampler`].
 
+pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod quant;

@@ -13,6 +13,11 @@ pub enum ParseError {
     BadMagic { found: [u8; 4] },
     #[error("unsupported GGUF version {version} (pith reads versions 2 and 3)")]
     UnsupportedVersion { version: u32 },
+    #[error(
+        "GGUF version field reads {version:#010x}: the file is big-endian (byte-swapped); \
+         pith reads little-endian GGUF only"
+    )]
+    ByteSwapped { version: u32 },
     #[error("file truncated while reading {field}: needed {needed} bytes at offset {offset}, file has {file_len}")]
     Truncated { field: String, offset: u64, needed: u64, file_len: u64 },
     #[error("{field}: count {count} exceeds the limit of {limit}")]
@@ -25,6 +30,8 @@ pub enum ParseError {
     UnknownValueType { field: String, type_id: u32 },
     #[error("{field}: arrays nested deeper than {limit} levels")]
     NestingTooDeep { field: String, limit: usize },
+    #[error("{field}: metadata key is empty")]
+    EmptyKey { field: String },
     #[error("duplicate metadata key '{key}'")]
     DuplicateKey { key: String },
     #[error("general.alignment must be a non-zero power of two u32, got {value}")]

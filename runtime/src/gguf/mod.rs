@@ -200,6 +200,14 @@ impl GgufFile {
         self.tensor(name).ok_or_else(|| GgufError::MissingTensor { path: self.path.clone(), name: name.into() })
     }
 
+    /// The data bytes of a tensor described by one of this file's infos.
+    ///
+    /// Panics if `info` does not come from this file (its range was checked against this
+    /// file's length by `parse`).
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
+        &self.storage.bytes()[info.offset as usize..(info.offset + info.size) as usize]
+    }
+
     /// The view of a tensor described by one of this file's infos.
     pub fn view<'a>(&'a self, info: &'a TensorInfo) -> TensorView<'a> {
         // Bounds were checked against the file length by `parse`.
@@ -226,5 +234,8 @@ impl pith_models::Metadata for GgufFile {
     }
     fn meta_float_array(&self, key: &str) -> Option<Vec<f32>> {
         self.get(key).and_then(Value::as_array).and_then(Array::to_f32_vec)
+    }
+    fn meta_array_len(&self, key: &str) -> Option<usize> {
+        self.get(key).and_then(Value::as_array).map(Array::len)
     }
 }

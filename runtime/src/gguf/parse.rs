@@ -23,6 +23,12 @@ pub const MAX_ARRAY_LEN: u64 = 1 << 26;
 pub const MAX_NESTING: usize = 4;
 /// Most dimensions a tensor may have (`GGML_MAX_DIMS`).
 pub const MAX_DIMS: usize = 4;
+/// Most elements reserved up front for a list whose length the file declares. A count
+/// is checked against the bytes left, but an in-memory entry is larger than its smallest
+/// encoding (a `String` is 24 bytes, its encoding 8), so reserving the full count would let
+/// a forged count make us allocate several times the file size before failing. Longer
+/// lists grow as their entries are actually read.
+const MAX_PREALLOC: usize = 4096;
 
 /// A tensor's description from the header; `offset` is absolute within the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,10 +130,11 @@ impl<'a> Reader<'a> {
         Ok(count as usize)
     }
 
+    /// Reads one value of type `ty`; `field` names it (`metadata[3] 'key'.value`).
     fn value(&mut self, ty: u32, depth: usize, field: &dyn Fn() -> String) -> Result<Value, ParseError> {
         Ok(match ty {
             type_id::U8 => Value::U8(self.array::<1>(field)?[0]),
-            type_id::I8 => Value::I8(self.array::<1>(field)?[0] as i8),
+            type_id::I8 => Value::I8(i8::from_le_bytes(self.array(field)?)),
             type_id::U16 => Value::U16(u16::from_le_bytes(self.array(field)?)),
             type_id::I16 => Value::I16(i16::from_le_bytes(self.array(field)?)),
             type_id::U32 => Value::U32(self.u32(field)?),
@@ -143,17 +150,24 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Reads an array (element type, length, elements) at nesting level `depth` (1 for an
+    /// array that is a metadata value). Sub-fields are named `<field>.element_type`,
+    /// `<field>.len`, `<field>.data` (the body of a fixed-size array) and `<field>[j]`.
     fn array_value(&mut self, depth: usize, field: &dyn Fn() -> String) -> Result<Array, ParseError> {
         if depth > MAX_NESTING {
             return Err(ParseError::NestingTooDeep { field: field(), limit: MAX_NESTING });
         }
-        let ty = self.u32(field)?;
-        let n = self.u64(field)?;
+        let ty_field = || format!("{}.element_type", field());
+        let len_field = || format!("{}.len", field());
+        let data_field = || format!("{}.data", field());
+        let ty = self.u32(&ty_field)?;
+        let n = self.u64(&len_field)?;
         macro_rules! fixed {
             ($variant:ident, $t:ty) => {{
                 const SIZE: usize = std::mem::size_of::<$t>();
-                let n = self.check_count(n, SIZE as u64, MAX_ARRAY_LEN, field)?;
-                let bytes = self.take((n * SIZE) as u64, field)?;
+                let n = self.check_count(n, SIZE as u64, MAX_ARRAY_LEN, &len_field)?;
+                // n * SIZE <= remaining bytes, checked above, so it cannot overflow.
+                let bytes = self.take((n * SIZE) as u64, &data_field)?;
                 Array::$variant(
                     bytes.chunks_exact(SIZE).map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size"))).collect(),
                 )
@@ -171,27 +185,27 @@ impl<'a> Reader<'a> {
             type_id::I64 => fixed!(I64, i64),
             type_id::F64 => fixed!(F64, f64),
             type_id::BOOL => {
-                let n = self.check_count(n, 1, MAX_ARRAY_LEN, field)?;
-                Array::Bool(self.take(n as u64, field)?.iter().map(|&b| b != 0).collect())
+                let n = self.check_count(n, 1, MAX_ARRAY_LEN, &len_field)?;
+                Array::Bool(self.take(n as u64, &data_field)?.iter().map(|&b| b != 0).collect())
             }
             type_id::STRING => {
-                let n = self.check_count(n, 8, MAX_ARRAY_LEN, field)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.string(field)?);
+                let n = self.check_count(n, 8, MAX_ARRAY_LEN, &len_field)?;
+                let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
+                for j in 0..n {
+                    v.push(self.string(&|| format!("{}[{j}]", field()))?);
                 }
                 Array::String(v)
             }
             type_id::ARRAY => {
                 // A nested array takes at least 12 bytes (type + count).
-                let n = self.check_count(n, 12, MAX_ARRAY_LEN, field)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.array_value(depth + 1, field)?);
+                let n = self.check_count(n, 12, MAX_ARRAY_LEN, &len_field)?;
+                let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
+                for j in 0..n {
+                    v.push(self.array_value(depth + 1, &|| format!("{}[{j}]", field()))?);
                 }
                 Array::Array(v)
             }
-            _ => return Err(ParseError::UnknownValueType { field: field(), type_id: ty }),
+            _ => return Err(ParseError::UnknownValueType { field: ty_field(), type_id: ty }),
         })
     }
 }
@@ -205,6 +219,13 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
         return Err(ParseError::BadMagic { found: magic });
     }
     let version = r.u32(&|| "version".into())?;
+    // A big-endian file written by gguf-py (`--bigendian`) has its version stored
+    // byte-swapped: 3 reads as 0x0300_0000. llama.cpp detects it the same way (the low
+    // 16 bits are zero, which no real version has).
+    if version != 0 && version & 0xFFFF == 0 {
+        return Err(ParseError::ByteSwapped { version });
+    }
+    // Version 1 used u32 counts and lengths; versions 2 and 3 share one layout.
     if !(2..=3).contains(&version) {
         return Err(ParseError::UnsupportedVersion { version });
     }
@@ -215,16 +236,24 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
     // A tensor info takes at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset).
     let n_tensors = r.check_count(n_tensors, 24, MAX_COUNT, &|| "tensor_count".into())?;
 
-    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
-    let mut keys = HashSet::with_capacity(n_kv);
+    let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv.min(MAX_PREALLOC));
+    let mut keys = HashSet::with_capacity(n_kv.min(MAX_PREALLOC));
     for i in 0..n_kv {
-        let key = r.string(&|| format!("metadata[{i}].key"))?;
-        let field = || format!("metadata[{i}] '{key}'");
-        let ty = r.u32(&field)?;
-        let value = r.value(ty, 0, &field)?;
+        let key_field = || format!("metadata[{i}].key");
+        let key = r.string(&key_field)?;
+        // llama.cpp rejects empty keys too.
+        if key.is_empty() {
+            return Err(ParseError::EmptyKey { field: key_field() });
+        }
         if !keys.insert(key.clone()) {
             return Err(ParseError::DuplicateKey { key });
         }
+        let ty_field = || format!("metadata[{i}] '{key}'.type");
+        let ty = r.u32(&ty_field)?;
+        if ty > type_id::F64 {
+            return Err(ParseError::UnknownValueType { field: ty_field(), type_id: ty });
+        }
+        let value = r.value(ty, 0, &|| format!("metadata[{i}] '{key}'.value"))?;
         metadata.push((key, value));
     }
 
@@ -234,28 +263,34 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
         Some((_, v)) => return Err(ParseError::BadAlignment { value: format!("{v:?}") }),
     };
 
-    let mut raw = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    let mut raw = Vec::with_capacity(n_tensors.min(MAX_PREALLOC));
+    let mut names = HashSet::with_capacity(n_tensors.min(MAX_PREALLOC));
     for i in 0..n_tensors {
         let name = r.string(&|| format!("tensor[{i}].name"))?;
-        let field = || format!("tensor[{i}] '{name}'");
-        let n_dims = r.u32(&field)?;
+        if !names.insert(name.clone()) {
+            return Err(ParseError::DuplicateTensor { name });
+        }
+        let n_dims = r.u32(&|| format!("tensor[{i}] '{name}'.n_dims"))?;
         if n_dims as usize > MAX_DIMS {
             return Err(ParseError::TooManyDims { name, n_dims, limit: MAX_DIMS });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            dims.push(r.u64(&field)?);
+        for d in 0..n_dims {
+            dims.push(r.u64(&|| format!("tensor[{i}] '{name}'.dims[{d}]"))?);
         }
-        let type_id = r.u32(&field)?;
-        let offset = r.u64(&field)?;
-        if !names.insert(name.clone()) {
-            return Err(ParseError::DuplicateTensor { name });
-        }
+        let type_id = r.u32(&|| format!("tensor[{i}] '{name}'.type"))?;
+        let offset = r.u64(&|| format!("tensor[{i}] '{name}'.offset"))?;
         raw.push((name, dims, type_id, offset));
     }
 
-    let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
+    // pos <= buf.len() <= isize::MAX and alignment <= 2^31, so this cannot overflow; keep
+    // it checked anyway so a change to either bound cannot make it wrap.
+    let data_offset = (r.pos as u64).checked_next_multiple_of(alignment).ok_or(ParseError::Truncated {
+        field: "tensor data section".into(),
+        offset: r.pos as u64,
+        needed: alignment,
+        file_len: buf.len() as u64,
+    })?;
     let file_len = buf.len() as u64;
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, dims, type_id, rel_offset) in raw {

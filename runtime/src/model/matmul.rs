@@ -1,0 +1,78 @@
+//! `y = W·x` for a batch of token vectors, with `W` read from the memory map.
+//!
+//! Each weight row is dequantized once into a per-thread scratch row and multiplied with
+//! every token of the batch, so a prefill of T tokens reads the weights once, not T
+//! times. Output rows are split across the rayon pool. This is the portable reference
+//! path; the quantized SIMD kernels replace the inner dequantize-then-dot.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::actq::round_for;
+use super::ops::dot;
+use super::weights::Linear;
+use super::ModelError;
+use crate::gguf::GgufFile;
+use crate::quant::{dequantize, GgmlType};
+
+thread_local! {
+    static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Rows per parallel task: small enough to balance, large enough to amortise.
+const ROWS_PER_TASK: usize = 64;
+
+/// A raw pointer the tasks write disjoint elements through.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint index sets (distinct output rows `o` for every token), so
+// no two threads touch the same element; the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out[t·out_dim + o] = Σ_i W[o, i] · x[t·in_dim + i]` for `t < n_tokens`.
+pub fn matmul(file: &GgufFile, w: &Linear, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
+    let (ind, outd) = (w.in_dim, w.out_dim);
+    assert_eq!(x.len(), n_tokens * ind, "matmul input size");
+    assert_eq!(out.len(), n_tokens * outd, "matmul output size");
+    let data = w.data(file);
+    let rb = w.row_bytes();
+    let ty = w.ty();
+    let rounded;
+    let x = if matches!(ty, GgmlType::F32) || std::env::var_os("PITH_NO_ACTQ").is_some() {
+        x
+    } else {
+        let mut r = x.to_vec();
+        round_for(ty, &mut r);
+        rounded = r;
+        &rounded[..]
+    };
+    let ptr = OutPtr(out.as_mut_ptr());
+    (0..outd.div_ceil(ROWS_PER_TASK)).into_par_iter().try_for_each(|task| {
+        let ptr = ptr;
+        ROW.with(|row| {
+            let mut row = row.borrow_mut();
+            row.resize(ind, 0.0);
+            let start = task * ROWS_PER_TASK;
+            for o in start..(start + ROWS_PER_TASK).min(outd) {
+                dequantize(ty, &data[o * rb..(o + 1) * rb], &mut row)
+                    .map_err(|source| ModelError::Quant { name: w.info.name.clone(), source })?;
+                for t in 0..n_tokens {
+                    let v = dot(&row, &x[t * ind..(t + 1) * ind]);
+                    // SAFETY: `t < n_tokens` and `o < outd`, so the index is inside `out`
+                    // (length checked above); each (t, o) is written by exactly one task.
+                    unsafe { *ptr.0.add(t * outd + o) = v };
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Dequantizes row `row` of `w` (an embedding lookup) into `out`.
+pub fn get_row(file: &GgufFile, w: &Linear, row: usize, out: &mut [f32]) -> Result<(), ModelError> {
+    let rb = w.row_bytes();
+    let data = &w.data(file)[row * rb..(row + 1) * rb];
+    dequantize(w.ty(), data, out).map_err(|source| ModelError::Quant { name: w.info.name.clone(), source })
+}

@@ -1,1 +1,0 @@
-//! Token sampling: greedy, temperature, top-k, top-p, min-p, penalties, stop strings.
