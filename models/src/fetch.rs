@@ -502,9 +502,11 @@ fn progress_bar(opts: &FetchOptions, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{spinner} {msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
+    // Keep the spinner and clock moving while pip downloads (it reports nothing).
+    bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }

@@ -118,9 +118,11 @@ impl Engine {
 
     /// Builds the engine over an open file.
     pub fn from_file(file: Arc<GgufFile>, opts: &ModelOptions) -> Result<Self, GenerateError> {
+        // The architecture first: an unsupported model is reported as such, not as a
+        // tokenizer problem.
+        let model = Model::load(file.clone(), opts)?;
         let tokenizer = Tokenizer::from_gguf(&file)
             .map_err(|source| GenerateError::Tokenizer { path: file.path().display().to_string(), source })?;
-        let model = Model::load(file, opts)?;
         Ok(Self { model, tokenizer })
     }
 

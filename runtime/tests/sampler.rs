@@ -431,6 +431,12 @@ fn no_vocab_sized_allocation_changes_results() {
     }
     let mut s = Sampler::new(SamplerConfig::default());
     assert_eq!(s.sample(&[]), 0);
+    // Degenerate inputs and settings never panic and pick the obvious token.
+    assert_eq!(s.sample(&[0.0, f32::INFINITY, 1.0]), 1);
+    let mut tiny_t = Sampler::new(cfg(1e-30, 0, 1.0, 0.0, 1));
+    assert_eq!(tiny_t.sample(&[0.5, 3.0, 2.9]), 1);
+    let mut huge_k = Sampler::new(cfg(1.0, usize::MAX, f32::NAN, f32::NAN, 1));
+    assert!(huge_k.sample(&[0.5, 3.0, 2.9]) < 3);
     assert_eq!(s.sample(&[f32::NEG_INFINITY; 4]), 0);
     assert_eq!(s.sample(&[0.0]), 0);
 }
@@ -610,4 +616,91 @@ proptest! {
         });
         prop_assert_eq!(got, expected);
     }
+}
+
+/// llama.cpp's own sampler chain as the oracle: `tests/golden/sampler/` holds, for real
+/// Gemma 3 270M prompts, llama-server's top-200 pre-sampling log-probs (the logits up to
+/// a constant) and its post-sampling candidate probabilities under several settings
+/// (see `make_sampling_golden.py` there). Our filters on the same logits must keep the
+/// same tokens with the same probabilities.
+#[test]
+fn post_sampling_probs_match_llama_server() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden/sampler/llama_server_sampling.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("golden file {} missing: {e}", path.display()));
+    let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pairs = |v: &serde_json::Value| -> Vec<(u32, f64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap()))
+            .collect()
+    };
+    let mut checked = 0;
+    for case in golden["cases"].as_array().unwrap() {
+        let mut logits = vec![f32::NEG_INFINITY; 262_144];
+        for (id, lp) in pairs(&case["pre_sampling"]) {
+            logits[id as usize] = lp as f32;
+        }
+        for st in case["settings"].as_array().unwrap() {
+            let c = SamplerConfig {
+                temperature: st["temperature"].as_f64().unwrap() as f32,
+                top_k: st["top_k"].as_u64().unwrap() as usize,
+                top_p: st["top_p"].as_f64().unwrap() as f32,
+                min_p: st["min_p"].as_f64().unwrap() as f32,
+                seed: Some(0),
+                ..SamplerConfig::default()
+            };
+            let want = pairs(&st["post_sampling"]);
+            let got = Sampler::new(c.clone()).probabilities(&logits);
+            let ctx = format!("{:?} {c:?}", case["prompt"]);
+            assert_eq!(
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                want.iter().map(|w| w.0).collect::<Vec<_>>(),
+                "{ctx}"
+            );
+            for ((_, g), (id, w)) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - w).abs() < 2e-5,
+                    "{ctx}: token {id}: {g} vs {w}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} settings in the golden file");
+}
+
+#[test]
+fn probabilities_match_reference_chain() {
+    // A head that falls off gradually, so each filter cuts somewhere different.
+    let mut logits = random_logits(5000, 12, 4.0);
+    for i in 0..300 {
+        logits[i * 13 + 1] = 10.0 - 0.03 * i as f32;
+    }
+    for c in [
+        SamplerConfig::default(),
+        cfg(1.0, 0, 0.9, 0.0, 0),
+        cfg(0.7, 100, 1.0, 0.02, 0),
+        cfg(1.3, 0, 1.0, 0.0, 0),
+    ] {
+        let want = reference_distribution(&logits, &c);
+        let got = Sampler::new(c.clone()).probabilities(&logits);
+        let total: f64 = got.iter().map(|g| g.1 as f64).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{c:?}: sum {total}");
+        assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "sorted");
+        let nonzero = want.iter().filter(|&&p| p > 0.0).count();
+        assert_eq!(got.len(), nonzero, "{c:?}");
+        for (id, p) in got {
+            assert!(
+                (p as f64 - want[id as usize]).abs() < 1e-5,
+                "{c:?} token {id}"
+            );
+        }
+    }
+    assert_eq!(
+        Sampler::new(SamplerConfig::greedy()).probabilities(&logits),
+        vec![(argmax(&logits).unwrap(), 1.0)]
+    );
 }

@@ -15,6 +15,10 @@ What is recorded for one prompt (all from llama.cpp, nothing computed here):
                     token (then `stop_eos` is true and greedy_ids is shorter than n_predict; the
                     EOG token itself is the last element of greedy_ids).
   * greedy_top   -- for each greedy step, the top-k [[id, logprob], ...] of that step's raw logits.
+                    llama-server leaves out of completion_probabilities any token that ends the text
+                    in an incomplete UTF-8 sequence (a byte-fallback / partial-character token); such
+                    steps are re-queried over prompt + greedy_ids[:i] in one batch (see
+                    _requery_step) and listed in `greedy_top_requeried_steps` (key absent if none).
 
 The prompt is sent to /completion as the token-id array from /tokenize, so the evaluated
 prompt is exactly `prompt_ids` (the server does not add BOS to an id array).
@@ -129,7 +133,7 @@ class LlamaServer:
     def detokenize(self, ids: list[int]) -> str:
         return _post(self.base + "/detokenize", {"tokens": ids})["content"]
 
-    def complete(self, ids: list[int], n_predict: int, n_probs: int) -> dict:
+    def complete(self, ids: list[int], n_predict: int, n_probs: int, **extra) -> dict:
         body = {
             "prompt": ids,
             "n_predict": n_predict,
@@ -141,41 +145,78 @@ class LlamaServer:
             "return_tokens": True,
             "stream": False,
             "seed": 0,
+            **extra,
         }
         return _post(self.base + "/completion", body)
+
+
+def _requery_step(srv: LlamaServer, name: str, ctx_ids: list[int], want: int, n_probs: int) -> list[dict]:
+    """Distribution of the raw logits after `ctx_ids`, for a step whose probabilities the server
+    dropped (it drops tokens that leave an incomplete UTF-8 sequence in the text). The greedy token
+    is banned with logit_bias so that a complete token gets sampled and reported; the reported
+    top_logprobs come from the raw logits (bias is applied only in the sampler), so the banned
+    token is still listed first with its true log-prob; checked."""
+    banned = [want]
+    for _ in range(8):
+        body_extra = {"logit_bias": [[t, False] for t in banned]}
+        res = srv.complete(ctx_ids, 1, n_probs, **body_extra)
+        steps = res["completion_probabilities"]
+        if steps:
+            top = steps[0]["top_logprobs"]
+            if top[0]["id"] != want:
+                raise RuntimeError(f"{name}: re-query: raw top-1 {top[0]['id']} != greedy {want}")
+            return top
+        banned.append(res["tokens"][0])  # that one was incomplete UTF-8 too
+    raise RuntimeError(f"{name}: re-query for {want} kept sampling incomplete UTF-8 tokens")
 
 
 def record(srv: LlamaServer, name: str, prompt: str, n_predict: int, n_top: int, n_step_top: int) -> dict:
     """Record one golden case (see module docstring)."""
     ids = srv.tokenize(prompt)
-    res = srv.complete(ids, n_predict, max(n_top, n_step_top))
+    n_probs = max(n_top, n_step_top)
+    res = srv.complete(ids, n_predict, n_probs)
     evaluated = res.get("tokens_evaluated", res.get("timings", {}).get("prompt_n"))
     if evaluated is not None and evaluated != len(ids):
         raise RuntimeError(f"{name}: server evaluated {evaluated} prompt tokens, expected {len(ids)}")
     steps = res["completion_probabilities"]
-    greedy_ids = [s["id"] for s in steps]
-    if res.get("tokens") is not None and res["tokens"] and res["tokens"] != greedy_ids:
-        # `tokens` omits an EOG token that stopped generation; completion_probabilities keeps it
-        if res["tokens"] != greedy_ids[: len(res["tokens"])]:
-            raise RuntimeError(f"{name}: tokens {res['tokens']} != probs ids {greedy_ids}")
-    for i, s in enumerate(steps):
+    greedy_ids = list(res["tokens"])  # every generated token, in order (return_tokens)
+    # completion_probabilities is a subsequence of greedy_ids: align, re-query the gaps
+    tops: list[list[dict] | None] = []
+    j = 0
+    for t in greedy_ids:
+        if j < len(steps) and steps[j]["id"] == t:
+            tops.append(steps[j]["top_logprobs"])
+            j += 1
+        else:
+            tops.append(None)
+    if j != len(steps):
+        raise RuntimeError(f"{name}: probs ids {[s['id'] for s in steps]} are not a subsequence of {greedy_ids}")
+    requeried = [i for i, t in enumerate(tops) if t is None]
+    for i in requeried:
+        tops[i] = _requery_step(srv, name, ids + greedy_ids[:i], greedy_ids[i], n_probs)
+    for i, (t, top) in enumerate(zip(greedy_ids, tops)):
         # greedy = argmax of the raw logits: the chosen id must be the raw top-1
-        if s["top_logprobs"][0]["id"] != s["id"]:
-            raise RuntimeError(f"{name}: step {i}: sampled {s['id']} but raw top-1 is {s['top_logprobs'][0]['id']}")
+        if top[0]["id"] != t:
+            raise RuntimeError(f"{name}: step {i}: sampled {t} but raw top-1 is {top[0]['id']}")
 
-    def pairs(s: dict, k: int) -> list[list]:
-        return [[t["id"], t["logprob"]] for t in s["top_logprobs"][:k]]
+    def pairs(top: list[dict], k: int) -> list[list]:
+        return [[x["id"], x["logprob"]] for x in top[:k]]
 
-    return {
+    case = {
         "name": name,
         "prompt": prompt,
         "prompt_ids": ids,
-        "top": pairs(steps[0], n_top),
+        "top": pairs(tops[0], n_top),
         "greedy_ids": greedy_ids,
         "greedy_text": srv.detokenize(greedy_ids),
-        "stop_eos": bool(res.get("stop_type") == "eos" or (res.get("stopped_eos", False))),
-        "greedy_top": [pairs(s, n_step_top) for s in steps],
+        "stop_eos": res.get("stop_type") == "eos",
+        "greedy_top": [pairs(top, n_step_top) for top in tops],
     }
+    if requeried:
+        # these steps' distributions came from a fresh request over prompt + greedy_ids[:i]
+        # (one batch) instead of the incremental decode; see _requery_step
+        case["greedy_top_requeried_steps"] = requeried
+    return case
 
 
 def record_all(model: str | Path, cases: list[tuple[str, str]], n_predict: int, n_top: int, n_step_top: int,

@@ -148,7 +148,7 @@ impl Model {
                 match c.activation {
                     Activation::Silu => out.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = silu(g) * u),
                     Activation::GeluTanh => {
-                        out.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = if std::env::var_os("PITH_NO_GELU16").is_some() { super::ops::gelu_tanh(g) * u } else { gelu_ggml(g) * u })
+                        out.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = gelu_ggml(g) * u)
                     }
                 }
             }

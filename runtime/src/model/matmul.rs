@@ -40,7 +40,7 @@ pub fn matmul(file: &GgufFile, w: &Linear, x: &[f32], n_tokens: usize, out: &mut
     let rb = w.row_bytes();
     let ty = w.ty();
     let rounded;
-    let x = if matches!(ty, GgmlType::F32) || std::env::var_os("PITH_NO_ACTQ").is_some() {
+    let x = if matches!(ty, GgmlType::F32) {
         x
     } else {
         let mut r = x.to_vec();

@@ -16,13 +16,16 @@ pub(super) fn by_logit_desc(a: &Candidate, b: &Candidate) -> Ordering {
     b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
 }
 
-/// NaN logits are treated as impossible tokens; `-0.0` becomes `0.0` so that `<=` and
-/// [`by_logit_desc`] agree.
+/// NaN logits are treated as impossible tokens and `+inf` as the largest finite value
+/// (so softmax stays finite); `-0.0` becomes `0.0` so that `<=` and [`by_logit_desc`]
+/// agree.
 pub(super) fn sanitize(x: f32) -> f32 {
     if x.is_nan() {
         f32::NEG_INFINITY
     } else if x == 0.0 {
         0.0
+    } else if x == f32::INFINITY {
+        f32::MAX
     } else {
         x
     }
@@ -98,16 +101,19 @@ fn extend_sorted(cand: &mut [Candidate], from: usize, to: usize) {
 }
 
 /// Fill `p` with the softmax of the candidates' logits; returns the max logit.
-fn softmax_in_place(cand: &mut [Candidate]) -> f32 {
+pub(super) fn softmax_in_place(cand: &mut [Candidate]) {
     let max = cand
         .iter()
         .map(|c| c.logit)
         .fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        // Every token impossible: share the mass equally rather than produce NaN.
-        let p = 1.0 / cand.len() as f32;
-        cand.iter_mut().for_each(|c| c.p = p);
-        return max;
+    if max.is_infinite() {
+        // All impossible (share equally), or some infinitely likely (share among those):
+        // never NaN.
+        let n = cand.iter().filter(|c| c.logit == max).count();
+        let p = 1.0 / n as f32;
+        cand.iter_mut()
+            .for_each(|c| c.p = if c.logit == max { p } else { 0.0 });
+        return;
     }
     let mut sum = 0.0f64;
     for c in cand.iter_mut() {
@@ -116,7 +122,6 @@ fn softmax_in_place(cand: &mut [Candidate]) -> f32 {
     }
     let inv = (1.0 / sum) as f32;
     cand.iter_mut().for_each(|c| c.p *= inv);
-    max
 }
 
 /// Top-p (nucleus) filter, as llama.cpp's `llama_sampler_top_p_apply` (min_keep 0):
@@ -181,8 +186,15 @@ pub(super) fn draw(cand: &mut [Candidate], r: f64) -> u32 {
         .iter()
         .map(|c| c.logit)
         .fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return cand.iter().map(|c| c.id).min().unwrap_or(0);
+    if max.is_infinite() {
+        // All impossible, or some infinitely likely (e.g. a tiny temperature pushed
+        // logits to +inf): the lowest id among the best.
+        return cand
+            .iter()
+            .filter(|c| c.logit == max)
+            .map(|c| c.id)
+            .min()
+            .unwrap_or(0);
     }
     let mut sum = 0.0f64;
     for c in cand.iter_mut() {
@@ -239,7 +251,7 @@ mod tests {
         let logits: Vec<f32> = (0..5000u32)
             .map(|i| match i % 7 {
                 0 => f32::NAN,
-                r => ((i * 2_654_435_761u32) >> 28) as f32 + r as f32 * 0.5,
+                r => (i.wrapping_mul(2_654_435_761) >> 28) as f32 + r as f32 * 0.5,
             })
             .collect();
         let mut all = cands(&logits);
@@ -261,6 +273,12 @@ mod tests {
         apply_min_p(&mut c, false, 2.0);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].id, 1);
+    }
+
+    #[test]
+    fn draw_with_infinite_logits() {
+        let mut c = cands(&[1.0, f32::INFINITY, 2.0, f32::INFINITY]);
+        assert_eq!(draw(&mut c, 0.5), 1);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub use logprobs::log_softmax_top_k;
 pub use stop::StopMatcher;
 
 use filters::{
-    apply_min_p, apply_top_p, collect_top, draw, greedy_pick, sanitize, sort_prefix, Candidate,
+    apply_min_p, apply_top_p, collect_top, draw, greedy_pick, sanitize, softmax_in_place,
+    sort_prefix, Candidate,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -88,10 +89,7 @@ impl SamplerConfig {
 
     /// Whether this configuration decodes greedily (`temperature <= 0` or NaN).
     pub fn is_greedy(&self) -> bool {
-        // Written this way so that a NaN temperature also means greedy.
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        let greedy = !(self.temperature > 0.0);
-        greedy
+        self.temperature.is_nan() || self.temperature <= 0.0
     }
 
     fn penalties_enabled(&self) -> bool {
@@ -193,8 +191,38 @@ impl Sampler {
     /// Returns `0` for an empty slice. NaN logits are treated as `-inf`.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let _span = tracing::trace_span!("sample", n_vocab = logits.len()).entered();
+        if let Some(token) = self.filter(logits) {
+            return token;
+        }
+        let r: f64 = self.rng.random();
+        draw(&mut self.cand, r)
+    }
+
+    /// The distribution [`sample`](Self::sample) would draw from: every token that
+    /// survives the filters with its probability after temperature, most likely first.
+    /// Greedy configurations give `[(argmax, 1.0)]`; an empty slice gives `[]`.
+    ///
+    /// This is what llama.cpp reports as `post_sampling_probs`. It neither draws nor
+    /// advances the RNG.
+    pub fn probabilities(&mut self, logits: &[f32]) -> Vec<(u32, f32)> {
         if logits.is_empty() {
-            return 0;
+            return Vec::new();
+        }
+        if let Some(token) = self.filter(logits) {
+            return vec![(token, 1.0)];
+        }
+        softmax_in_place(&mut self.cand);
+        let mut out: Vec<(u32, f32)> = self.cand.iter().map(|c| (c.id, c.p)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+
+    /// Run penalties, top-k, top-p, min-p and temperature over `logits`, leaving the
+    /// survivors in `self.cand`. Returns the token outright when no draw is needed
+    /// (greedy, or an empty vocabulary → `0`).
+    fn filter(&mut self, logits: &[f32]) -> Option<u32> {
+        if logits.is_empty() {
+            return Some(0);
         }
         let greedy = self.cfg.is_greedy();
         let k = if greedy { 1 } else { self.cfg.top_k };
@@ -203,9 +231,7 @@ impl Sampler {
         } else {
             0
         };
-        // `sorted` = how many leading candidates are known to be in final descending order.
-        let mut sorted = 0usize;
-        if k > 0 && k + n_penalised < logits.len() {
+        if k > 0 && k.saturating_add(n_penalised) < logits.len() {
             // Penalties only move the tokens in the history, so the best `k` after them
             // are among the best `k + n_penalised` before them plus the penalised ones.
             collect_top(logits, k + n_penalised, &mut self.cand);
@@ -221,8 +247,10 @@ impl Sampler {
             self.penalise_all();
         }
         if greedy {
-            return greedy_pick(&self.cand);
+            return Some(greedy_pick(&self.cand));
         }
+        // `sorted` = how many leading candidates are known to be in final descending order.
+        let mut sorted = 0usize;
         if k > 0 && k < self.cand.len() {
             sort_prefix(&mut self.cand, k);
             self.cand.truncate(k);
@@ -240,8 +268,7 @@ impl Sampler {
                 c.logit /= t;
             }
         }
-        let r: f64 = self.rng.random();
-        draw(&mut self.cand, r)
+        None
     }
 
     /// Apply llama.cpp's penalty formula to one logit seen `count` times.

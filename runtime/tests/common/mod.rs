@@ -11,17 +11,9 @@ pub mod gen;
 
 use std::path::PathBuf;
 
-/// `$PITH_HOME/models/gemma-3-270m-q4_k_m.gguf` (`PITH_HOME` defaults to
-/// `$HOME/.cache/pith`). Panics with the path when the file is missing.
+/// The real default model (`$PITH_HOME/models/gemma-3-270m-q4_k_m.gguf`, `PITH_HOME`
+/// defaulting to `$HOME/.cache/pith`), fetched through the catalog on first use. Panics
+/// with the reason when it cannot be had.
 pub fn gemma_path() -> PathBuf {
-    let home = std::env::var_os("PITH_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/pith"));
-    let p = home.join("models/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        p.is_file(),
-        "the real model is missing: expected {} (set PITH_HOME or fetch it: see ARCHITECTURE.md)",
-        p.display()
-    );
-    p
+    pith_models::fetch::resolve_model(None).unwrap_or_else(|e| panic!("the real model is not available: {e}"))
 }

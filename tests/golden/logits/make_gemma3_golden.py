@@ -6,9 +6,9 @@
 Defaults: model $PITH_HOME/models/gemma-3-270m-q4_k_m.gguf (PITH_HOME defaults to ~/.cache/pith),
 llama.cpp tools in $LLAMA_CPP_HOME/bin (default ~/.cache/llama-cpp-anchor/bin).
 
-The cases are recorded with -t 2 (the file's content) and again with -t 1; the comparison is
-written into the file as "thread_check" (token ids must agree; the largest log-prob difference
-is reported). See tests/py/llama_golden.py for exactly what each field means.
+The cases are recorded with -t 2 -fa off (the file's content), again with -t 1 ("thread_check")
+and with -fa on ("flash_attn_check": llama.cpp's own numerical spread between its two attention
+paths). See tests/py/llama_golden.py for exactly what each field means, and README.md here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,212 @@
+//! The decoder against llama.cpp: next-token log-probs and greedy continuations recorded
+//! with `llama-server -fa off` (goldens and the commands that made them under
+//! `tests/golden/logits` and `tests/golden/arch`).
+//!
+//! Two levels of agreement are asserted:
+//!
+//! - **f32 weights** (the `*-f32` small models of every architecture): the top-5 next
+//!   tokens are the same, in order, with log-probs within 0.05, and the 16-token greedy
+//!   continuations are identical. This pins the architecture logic (norms, rope styles
+//!   and factors, GQA, biases, q/k norms, sliding windows, fused projections).
+//! - **quantized weights** (the real Gemma 3 270M and the quantized small models): ggml
+//!   multiplies quantized weights with activations it rounds to Q8_0/Q8_1/Q8_K and, on
+//!   this CPU, runs repacked kernels for some types; pith reproduces the Q8 rounding but
+//!   not every kernel's summation, and these models amplify the difference (llama.cpp's
+//!   own flash-attention path moves the same log-probs by up to 0.8). Asserted: the
+//!   top-1 token agrees (wherever llama.cpp's own margin is clear, for the small
+//!   models), greedy continuations agree for their first tokens, and log-probs agree
+//!   within the bounds below. The measured figures are printed (`--nocapture`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use pith_runtime::model::{Logits, Model, ModelOptions};
+use pith_runtime::sampler::{argmax, log_softmax_top_k};
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+fn golden(rel: &str) -> Value {
+    let p = repo_root().join(rel);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("golden JSON")
+}
+
+/// The small architecture models, regenerated once per test run from their numpy seed.
+fn arch_models_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = repo_root().join("tests/py/make_arch_models.py");
+        let out = Command::new("python3").arg(&script).arg(dir.path()).output().expect("run python3");
+        assert!(
+            out.status.success(),
+            "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).expect("read model");
+    format!("{:x}", Sha256::digest(&bytes))
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+fn top(v: &Value) -> Vec<(u32, f32)> {
+    v.as_array().expect("top").iter().map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("lp") as f32)).collect()
+}
+
+/// Agreement of one case.
+struct CaseResult {
+    name: String,
+    /// pith's top-5 ids in order equal llama.cpp's.
+    top5_same_order: bool,
+    /// How many of llama.cpp's top-5 ids are in pith's top-5.
+    top5_overlap: usize,
+    top1_same: bool,
+    /// llama.cpp's margin between its top-1 and top-2 log-probs.
+    golden_margin: f32,
+    /// Max |Δ log-prob| over llama.cpp's top-5 tokens.
+    max_diff: f32,
+    /// First greedy step where pith differs from llama.cpp, if any.
+    greedy_divergence: Option<usize>,
+}
+
+fn run_case(model: &Model, case: &Value, steps: usize) -> CaseResult {
+    let prompt = ids(&case["prompt_ids"]);
+    let want_greedy = ids(&case["greedy_ids"]);
+    let steps = steps.min(want_greedy.len());
+    let mut cache = model.new_cache(prompt.len() + steps + 1);
+    let mut logits = model.forward(&mut cache, &prompt, Logits::Last).expect("forward");
+    let ours = log_softmax_top_k(&logits, model.config().n_vocab);
+    let lp = |id: u32| ours.iter().find(|(i, _)| *i == id).expect("id in vocab").1;
+    let theirs = top(&case["top"]);
+    let max_diff = theirs.iter().take(5).map(|&(id, l)| (lp(id) - l).abs()).fold(0.0, f32::max);
+    let our5: Vec<u32> = ours[..5].iter().map(|p| p.0).collect();
+    let their5: Vec<u32> = theirs[..5].iter().map(|p| p.0).collect();
+    let mut greedy = Vec::with_capacity(steps);
+    for i in 0..steps {
+        let t = argmax(&logits).expect("logits");
+        greedy.push(t);
+        if i + 1 < steps {
+            logits = model.forward(&mut cache, &[t], Logits::Last).expect("decode");
+        }
+    }
+    CaseResult {
+        name: case["name"].as_str().unwrap_or("?").to_owned(),
+        top5_same_order: our5 == their5,
+        top5_overlap: their5.iter().filter(|id| our5.contains(id)).count(),
+        top1_same: our5[0] == their5[0],
+        golden_margin: theirs[0].1 - theirs[1].1,
+        max_diff,
+        greedy_divergence: greedy.iter().zip(&want_greedy).position(|(a, b)| a != b),
+    }
+}
+
+fn run_golden(model_path: &Path, g: &Value, steps: usize) -> Vec<CaseResult> {
+    let want_sha = g["model_sha256"].as_str().expect("model_sha256");
+    assert_eq!(sha256(model_path), want_sha, "{} is not the file the golden was made from", model_path.display());
+    let model = Model::open(model_path, &ModelOptions::default()).expect("load model");
+    let results: Vec<CaseResult> = g["cases"].as_array().expect("cases").iter().map(|c| run_case(&model, c, steps)).collect();
+    for r in &results {
+        println!(
+            "{}: {:<22} top5 {} (overlap {}/5) top1 {} margin {:.3} max|Δlp| {:.4} greedy divergence {:?}",
+            model_path.file_name().unwrap().to_string_lossy(),
+            r.name,
+            if r.top5_same_order { "same" } else { "reordered" },
+            r.top5_overlap,
+            if r.top1_same { "same" } else { "DIFF" },
+            r.golden_margin,
+            r.max_diff,
+            r.greedy_divergence
+        );
+    }
+    results
+}
+
+fn strict(variant: &str) {
+    let g = golden(&format!("tests/golden/arch/{variant}.json"));
+    let path = arch_models_dir().join(format!("{variant}.gguf"));
+    for r in run_golden(&path, &g, 16) {
+        assert!(r.top5_same_order, "{variant}/{}: top-5 ids differ from llama.cpp", r.name);
+        assert!(r.max_diff <= 0.05, "{variant}/{}: log-prob differs by {}", r.name, r.max_diff);
+        assert_eq!(r.greedy_divergence, None, "{variant}/{}: greedy continuation differs", r.name);
+    }
+}
+
+#[test]
+fn llama2_f32_matches_llama_cpp() {
+    strict("llama2-f32");
+}
+
+#[test]
+fn llama3_f32_matches_llama_cpp() {
+    strict("llama3-f32");
+}
+
+#[test]
+fn qwen3_f32_matches_llama_cpp() {
+    strict("qwen3-f32");
+}
+
+#[test]
+fn phi3_f32_matches_llama_cpp() {
+    strict("phi3-f32");
+}
+
+#[test]
+fn gemma3_tiny_f32_with_sliding_window_matches_llama_cpp() {
+    strict("gemma3-tiny-f32");
+}
+
+/// Quantized small models (every weight type of the Q4_0…Q8_0 family, F16, BF16): the
+/// loose level described at the top of the file.
+#[test]
+fn quantized_small_models_track_llama_cpp() {
+    for variant in ["llama2", "llama3", "qwen2", "qwen3", "phi3", "gemma3-tiny"] {
+        let g = golden(&format!("tests/golden/arch/{variant}.json"));
+        let path = arch_models_dir().join(format!("{variant}.gguf"));
+        for r in run_golden(&path, &g, 16) {
+            assert!(r.top5_overlap >= 3, "{variant}/{}: only {} of llama.cpp's top-5 in ours", r.name, r.top5_overlap);
+            assert!(r.max_diff <= 1.5, "{variant}/{}: log-prob differs by {}", r.name, r.max_diff);
+            if r.golden_margin >= 0.5 {
+                assert!(r.top1_same, "{variant}/{}: top-1 differs although llama.cpp's margin is {}", r.name, r.golden_margin);
+            }
+        }
+    }
+}
+
+/// The real Gemma 3 270M Q4_K_M on six prompts (one of 678 tokens crosses the 512-token
+/// sliding window). Measured: top-1 always the same, top-5 sets overlap ≥ 4/5, max
+/// |Δ log-prob| 0.44, greedy continuations identical for all 32 tokens on 3 prompts and
+/// for the first 6, 11 and 20 tokens on the others. This does not yet meet the 0.05
+/// bound the f32-weight models meet; see the module comment.
+#[test]
+fn gemma3_270m_tracks_llama_cpp() {
+    let g = golden("tests/golden/logits/gemma3-270m.json");
+    let results = run_golden(&common::gemma_path(), &g, 32);
+    assert!(results.len() >= 5);
+    for r in &results {
+        assert!(r.top1_same, "{}: top-1 differs", r.name);
+        assert!(r.top5_overlap >= 4, "{}: only {} of llama.cpp's top-5 in ours", r.name, r.top5_overlap);
+        assert!(r.max_diff <= 0.5, "{}: log-prob differs by {}", r.name, r.max_diff);
+        if let Some(step) = r.greedy_divergence {
+            assert!(step >= 6, "{}: greedy continuation differs from llama.cpp at step {step}", r.name);
+        }
+    }
+    let identical = results.iter().filter(|r| r.greedy_divergence.is_none()).count();
+    assert!(identical >= 3, "only {identical} prompts give llama.cpp's full greedy continuation");
+}
