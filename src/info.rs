@@ -30,12 +30,26 @@ pub fn info(spec: &str, all_metadata: bool) -> Result<()> {
             return Err(e).context("writing to stdout");
         }
     }
-    arch.map(|_| ()).with_context(|| format!("{}", path.display()))
+    arch.map(|_| ())
+        .with_context(|| format!("{}", path.display()))
 }
 
-fn report(o: &mut String, path: &std::path::Path, file: &GgufFile, all_metadata: bool) -> Result<ArchConfig, pith_models::ArchError> {
+fn report(
+    o: &mut String,
+    path: &std::path::Path,
+    file: &GgufFile,
+    all_metadata: bool,
+) -> Result<ArchConfig, pith_models::ArchError> {
     outln!(o, "file: {}", path.display());
-    outln!(o, "size: {} bytes, GGUF v{}, alignment {}, {} metadata keys, {} tensors", file.len(), file.version(), file.header().alignment, file.metadata().len(), file.tensor_infos().len());
+    outln!(
+        o,
+        "size: {} bytes, GGUF v{}, alignment {}, {} metadata keys, {} tensors",
+        file.len(),
+        file.version(),
+        file.header().alignment,
+        file.metadata().len(),
+        file.tensor_infos().len()
+    );
 
     outln!(o, "\n## metadata");
     for (k, v) in file.metadata() {
@@ -46,9 +60,33 @@ fn report(o: &mut String, path: &std::path::Path, file: &GgufFile, all_metadata:
     let arch = ArchConfig::from_metadata(file);
     if let Ok(c) = &arch {
         outln!(o, "\n## architecture: {}", c.arch);
-        outln!(o, "layers {} | embedding {} | ffn {} | heads {} (kv {}) | head dim {} (v {})", c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v);
-        outln!(o, "vocab {} | context {} | rms eps {:e}", c.n_vocab, c.context_length, c.rms_eps);
-        outln!(o, "rope: {:?}, dim {}, base {} (sliding-window layers {}), freq scale {}", c.rope.style, c.rope.dim, c.rope.base, c.rope.base_swa, c.rope.freq_scale);
+        outln!(
+            o,
+            "layers {} | embedding {} | ffn {} | heads {} (kv {}) | head dim {} (v {})",
+            c.n_layer,
+            c.n_embd,
+            c.n_ff,
+            c.n_head,
+            c.n_head_kv,
+            c.head_dim,
+            c.head_dim_v
+        );
+        outln!(
+            o,
+            "vocab {} | context {} | rms eps {:e}",
+            c.n_vocab,
+            c.context_length,
+            c.rms_eps
+        );
+        outln!(
+            o,
+            "rope: {:?}, dim {}, base {} (sliding-window layers {}), freq scale {}",
+            c.rope.style,
+            c.rope.dim,
+            c.rope.base,
+            c.rope.base_swa,
+            c.rope.freq_scale
+        );
         if let Some(w) = c.sliding_window {
             let global: Vec<usize> = (0..c.n_layer).filter(|&il| !c.is_swa(il)).collect();
             outln!(o, "sliding window {w} tokens; global layers {global:?}");
@@ -71,12 +109,26 @@ fn report(o: &mut String, path: &std::path::Path, file: &GgufFile, all_metadata:
     }
 
     outln!(o, "\n## tensors");
-    outln!(o, "{:<40} {:>6} {:>22} {:>12}", "name", "type", "shape", "bytes");
+    outln!(
+        o,
+        "{:<40} {:>6} {:>22} {:>12}",
+        "name",
+        "type",
+        "shape",
+        "bytes"
+    );
     let mut by_type: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
     let (mut total_bytes, mut total_params) = (0u64, 0u64);
     for t in file.tensor_infos() {
         let shape = format!("{:?}", t.dims);
-        outln!(o, "{:<40} {:>6} {:>22} {:>12}", t.name, t.ty.name(), shape, t.size);
+        outln!(
+            o,
+            "{:<40} {:>6} {:>22} {:>12}",
+            t.name,
+            t.ty.name(),
+            shape,
+            t.size
+        );
         let e = by_type.entry(t.ty.name()).or_default();
         e.0 += 1;
         e.1 += t.size;
@@ -86,9 +138,16 @@ fn report(o: &mut String, path: &std::path::Path, file: &GgufFile, all_metadata:
     }
     outln!(o, "\n## totals");
     for (ty, (n, bytes, params)) in &by_type {
-        outln!(o, "{ty:>6}: {n:4} tensors, {params:>12} parameters, {bytes:>12} bytes");
+        outln!(
+            o,
+            "{ty:>6}: {n:4} tensors, {params:>12} parameters, {bytes:>12} bytes"
+        );
     }
-    let bpw = if total_params > 0 { total_bytes as f64 * 8.0 / total_params as f64 } else { 0.0 };
+    let bpw = if total_params > 0 {
+        total_bytes as f64 * 8.0 / total_params as f64
+    } else {
+        0.0
+    };
     outln!(o, " total: {:4} tensors, {total_params:>12} parameters, {total_bytes:>12} bytes ({bpw:.2} bits/weight)", file.tensor_infos().len());
 
     arch
@@ -96,7 +155,14 @@ fn report(o: &mut String, path: &std::path::Path, file: &GgufFile, all_metadata:
 
 fn show_value(v: &Value, all: bool) -> String {
     match v {
-        Value::String(s) if !all && s.len() > 120 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(120)], s.len()),
+        Value::String(s) if !all && s.len() > 120 => format!(
+            "{:?}… ({} bytes)",
+            &s[..(0..=120)
+                .rev()
+                .find(|&i| s.is_char_boundary(i))
+                .unwrap_or(0)],
+            s.len()
+        ),
         Value::String(s) => format!("{s:?}"),
         Value::Array(a) => show_array(a, all),
         Value::U8(x) => x.to_string(),
@@ -122,8 +188,20 @@ fn show_array(a: &Array, all: bool) -> String {
         Array::F32(v) => v[..limit].iter().map(|x| x.to_string()).collect(),
         Array::F64(v) => v[..limit].iter().map(|x| x.to_string()).collect(),
         Array::Bool(v) => v[..limit].iter().map(|x| x.to_string()).collect(),
-        other => other.to_i64_vec().unwrap_or_default()[..limit].iter().map(|x| x.to_string()).collect(),
+        other => other.to_i64_vec().unwrap_or_default()[..limit]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
     };
-    let more = if limit < n { format!(", … {} more", n - limit) } else { String::new() };
-    format!("[{}{more}] ({} × {})", items.join(", "), n, a.element_type_name())
+    let more = if limit < n {
+        format!(", … {} more", n - limit)
+    } else {
+        String::new()
+    };
+    format!(
+        "[{}{more}] ({} × {})",
+        items.join(", "),
+        n,
+        a.element_type_name()
+    )
 }

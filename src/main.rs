@@ -113,8 +113,12 @@ struct FetchArgs {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run(a),
@@ -210,11 +214,20 @@ fn run(a: RunArgs) -> Result<()> {
 }
 
 fn fetch_cmd(a: FetchArgs) -> Result<()> {
-    let name = a.name.as_deref().unwrap_or(pith_models::catalog::DEFAULT_MODEL);
+    let name = a
+        .name
+        .as_deref()
+        .unwrap_or(pith_models::catalog::DEFAULT_MODEL);
     let entry = pith_models::catalog::lookup(name).with_context(|| {
-        format!("unknown model '{name}' (known: {})", pith_models::catalog::known_names().join(", "))
+        format!(
+            "unknown model '{name}' (known: {})",
+            pith_models::catalog::known_names().join(", ")
+        )
     })?;
-    let opts = FetchOptions { quiet: a.quiet, ..FetchOptions::default() };
+    let opts = FetchOptions {
+        quiet: a.quiet,
+        ..FetchOptions::default()
+    };
     let path = fetch::fetch(entry, &opts)?;
     println!("{}", path.display());
     Ok(())
@@ -222,7 +235,14 @@ fn fetch_cmd(a: FetchArgs) -> Result<()> {
 
 fn list_models() {
     for e in pith_models::catalog::catalog() {
-        let default = if e.name == pith_models::catalog::DEFAULT_MODEL { " (default)" } else { "" };
-        println!("{}{default}\t{}\t{} bytes\t{}", e.name, e.file_name, e.size, e.description);
+        let default = if e.name == pith_models::catalog::DEFAULT_MODEL {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{}{default}\t{}\t{} bytes\t{}",
+            e.name, e.file_name, e.size, e.description
+        );
     }
 }

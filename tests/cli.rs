@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn pith(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pith")).args(args).output().expect("run pith")
+    Command::new(env!("CARGO_BIN_EXE_pith"))
+        .args(args)
+        .output()
+        .expect("run pith")
 }
 
 fn stdout(o: &Output) -> String {
@@ -17,13 +20,21 @@ fn stderr(o: &Output) -> String {
 
 /// The default model, fetched through the catalog on first use.
 fn model() -> PathBuf {
-    pith_models::fetch::resolve_model(None).unwrap_or_else(|e| panic!("the default model is not available: {e}"))
+    pith_models::fetch::resolve_model(None)
+        .unwrap_or_else(|e| panic!("the default model is not available: {e}"))
 }
 
 fn golden_case(name: &str) -> serde_json::Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/logits/gemma3-270m.json");
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).expect("golden")).expect("json");
-    g["cases"].as_array().expect("cases").iter().find(|c| c["name"] == name).expect("case").clone()
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("golden")).expect("json");
+    g["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == name)
+        .expect("case")
+        .clone()
 }
 
 /// A minimal valid GGUF v3 with the given architecture and no tensors.
@@ -44,7 +55,11 @@ fn gguf_with_arch(arch: &str) -> Vec<u8> {
 
 /// One line on stderr starting with `error:`, and a failing exit code.
 fn assert_one_line_error(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure, got success; stdout: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stdout: {}",
+        stdout(o)
+    );
     let err = stderr(o);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
@@ -60,13 +75,28 @@ fn run_greedy_streams_llama_cpp_continuation() {
     // golden tokens; 12 tokens keep the test short.
     let case = golden_case("antonyms_3shot");
     let prompt = case["prompt"].as_str().expect("prompt");
-    let out = pith(&["run", "-m", m.to_str().unwrap(), "-p", prompt, "-n", "12", "--temp", "0", "-t", "2"]);
+    let out = pith(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        prompt,
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let golden = case["greedy_text"].as_str().expect("greedy_text");
     let text = text.strip_suffix('\n').unwrap_or(&text);
     assert!(!text.is_empty());
-    assert!(golden.starts_with(text), "pith: {text:?}\nllama.cpp: {golden:?}");
+    assert!(
+        golden.starts_with(text),
+        "pith: {text:?}\nllama.cpp: {golden:?}"
+    );
     let err = stderr(&out);
     for needle in ["load:", "prompt:", "tok/s", "generation: 12 tokens"] {
         assert!(err.contains(needle), "missing '{needle}' in stats: {err}");
@@ -76,7 +106,19 @@ fn run_greedy_streams_llama_cpp_continuation() {
 #[test]
 fn run_with_seed_is_reproducible_and_stop_strings_stop() {
     let m = model();
-    let args = ["run", "-m", m.to_str().unwrap(), "-p", "Once upon a time", "-n", "10", "--temp", "0.9", "--seed", "7"];
+    let args = [
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "Once upon a time",
+        "-n",
+        "10",
+        "--temp",
+        "0.9",
+        "--seed",
+        "7",
+    ];
     let a = pith(&args);
     let b = pith(&args);
     assert!(a.status.success(), "{}", stderr(&a));
@@ -87,8 +129,22 @@ fn run_with_seed_is_reproducible_and_stop_strings_stop() {
     let case = golden_case("antonyms_3shot");
     let prompt = case["prompt"].as_str().unwrap();
     let golden = case["greedy_text"].as_str().unwrap();
-    let cut = golden.find('\n').expect("golden continuation has a newline");
-    let out = pith(&["run", "-m", m.to_str().unwrap(), "-p", prompt, "-n", "32", "--temp", "0", "--stop", "\n"]);
+    let cut = golden
+        .find('\n')
+        .expect("golden continuation has a newline");
+    let out = pith(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        prompt,
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "--stop",
+        "\n",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{}\n", &golden[..cut]));
     assert!(stderr(&out).contains("finish: stop"), "{}", stderr(&out));
@@ -120,20 +176,32 @@ fn bad_inputs_give_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
 
     let missing = dir.path().join("missing.gguf");
-    assert_one_line_error(&pith(&["run", "-m", missing.to_str().unwrap(), "-p", "x"]), "missing.gguf");
+    assert_one_line_error(
+        &pith(&["run", "-m", missing.to_str().unwrap(), "-p", "x"]),
+        "missing.gguf",
+    );
     assert_one_line_error(&pith(&["info", missing.to_str().unwrap()]), "missing.gguf");
 
     let not_gguf = dir.path().join("notes.txt");
     std::fs::write(&not_gguf, "hello, this is not a model").unwrap();
-    assert_one_line_error(&pith(&["run", "-m", not_gguf.to_str().unwrap(), "-p", "x"]), "not a GGUF file");
+    assert_one_line_error(
+        &pith(&["run", "-m", not_gguf.to_str().unwrap(), "-p", "x"]),
+        "not a GGUF file",
+    );
 
     let truncated = dir.path().join("truncated.gguf");
     std::fs::write(&truncated, &gguf_with_arch("gemma3")[..30]).unwrap();
-    assert_one_line_error(&pith(&["run", "-m", truncated.to_str().unwrap(), "-p", "x"]), "truncated");
+    assert_one_line_error(
+        &pith(&["run", "-m", truncated.to_str().unwrap(), "-p", "x"]),
+        "truncated",
+    );
 
     let mamba = dir.path().join("mamba.gguf");
     std::fs::write(&mamba, gguf_with_arch("mamba")).unwrap();
-    assert_one_line_error(&pith(&["run", "-m", mamba.to_str().unwrap(), "-p", "x"]), "unsupported architecture 'mamba'");
+    assert_one_line_error(
+        &pith(&["run", "-m", mamba.to_str().unwrap(), "-p", "x"]),
+        "unsupported architecture 'mamba'",
+    );
 
     let o = pith(&["run", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2), "clap exits 2 on a bad flag");
@@ -145,6 +213,16 @@ fn bad_inputs_give_one_clear_line() {
 fn prompt_longer_than_context_is_refused() {
     let m = model();
     let long = "word ".repeat(200);
-    let out = pith(&["run", "-m", m.to_str().unwrap(), "-p", &long, "--ctx", "64", "-n", "4"]);
+    let out = pith(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        &long,
+        "--ctx",
+        "64",
+        "-n",
+        "4",
+    ]);
     assert_one_line_error(&out, "but the context holds 64");
 }

@@ -23,7 +23,13 @@ pub enum Arch {
 
 impl Arch {
     /// All supported architectures.
-    pub const ALL: [Arch; 5] = [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Phi3];
+    pub const ALL: [Arch; 5] = [
+        Arch::Gemma3,
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Phi3,
+    ];
 
     /// Parses a GGUF `general.architecture` value.
     pub fn from_gguf_name(name: &str) -> Option<Self> {
@@ -57,7 +63,11 @@ pub enum ArchError {
     #[error("metadata key '{key}' is missing or is not a {expected}")]
     MissingKey { key: String, expected: &'static str },
     #[error("metadata key '{key}' has an invalid value {value}: {reason}")]
-    BadValue { key: String, value: String, reason: &'static str },
+    BadValue {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// How rotary embeddings pair up dimensions.
@@ -157,12 +167,21 @@ impl Keys<'_> {
         let key = self.key(k);
         match self.meta.meta_int(&key) {
             Some(v) if v > 0 && v <= (1 << 31) => Ok(v as usize),
-            Some(v) => Err(ArchError::BadValue { key, value: v.to_string(), reason: "must be between 1 and 2^31" }),
-            None => Err(ArchError::MissingKey { key, expected: "positive integer" }),
+            Some(v) => Err(ArchError::BadValue {
+                key,
+                value: v.to_string(),
+                reason: "must be between 1 and 2^31",
+            }),
+            None => Err(ArchError::MissingKey {
+                key,
+                expected: "positive integer",
+            }),
         }
     }
     fn opt_usize(&self, k: &str) -> Result<Option<usize>, ArchError> {
-        if self.meta.meta_int(&self.key(k)).is_none() && self.meta.meta_int_array(&self.key(k)).is_none() {
+        if self.meta.meta_int(&self.key(k)).is_none()
+            && self.meta.meta_int_array(&self.key(k)).is_none()
+        {
             return Ok(None);
         }
         self.usize(k).map(Some)
@@ -172,7 +191,11 @@ impl Keys<'_> {
         match self.meta.meta_float(&key) {
             None => Ok(None),
             Some(v) if v.is_finite() => Ok(Some(v as f32)),
-            Some(v) => Err(ArchError::BadValue { key, value: v.to_string(), reason: "must be finite" }),
+            Some(v) => Err(ArchError::BadValue {
+                key,
+                value: v.to_string(),
+                reason: "must be finite",
+            }),
         }
     }
 }
@@ -181,11 +204,18 @@ impl ArchConfig {
     /// Reads the configuration from GGUF-style metadata (`general.architecture` and the
     /// `<arch>.*` keys), with llama.cpp's defaults where a key is optional.
     pub fn from_metadata(meta: &dyn Metadata) -> Result<Self, ArchError> {
-        let arch_name = meta
-            .meta_str("general.architecture")
-            .ok_or_else(|| ArchError::MissingKey { key: "general.architecture".into(), expected: "string" })?;
-        let arch = Arch::from_gguf_name(arch_name).ok_or_else(|| ArchError::Unsupported(arch_name.into()))?;
-        let k = Keys { meta, prefix: arch.gguf_name() };
+        let arch_name =
+            meta.meta_str("general.architecture")
+                .ok_or_else(|| ArchError::MissingKey {
+                    key: "general.architecture".into(),
+                    expected: "string",
+                })?;
+        let arch = Arch::from_gguf_name(arch_name)
+            .ok_or_else(|| ArchError::Unsupported(arch_name.into()))?;
+        let k = Keys {
+            meta,
+            prefix: arch.gguf_name(),
+        };
 
         let n_layer = k.usize("block_count")?;
         let n_embd = k.usize("embedding_length")?;
@@ -213,14 +243,24 @@ impl ArchConfig {
         let head_dim_v = k.opt_usize("attention.value_length")?.unwrap_or(head_dim);
         let n_vocab = match k.opt_usize("vocab_size")? {
             Some(v) => v,
-            None => meta.meta_array_len("tokenizer.ggml.tokens").filter(|&n| n > 0).ok_or_else(|| {
-                ArchError::MissingKey { key: format!("{}.vocab_size or tokenizer.ggml.tokens", arch), expected: "vocabulary" }
-            })?,
+            None => meta
+                .meta_array_len("tokenizer.ggml.tokens")
+                .filter(|&n| n > 0)
+                .ok_or_else(|| ArchError::MissingKey {
+                    key: format!("{}.vocab_size or tokenizer.ggml.tokens", arch),
+                    expected: "vocabulary",
+                })?,
         };
         let context_length = k.opt_usize("context_length")?.unwrap_or(2048);
-        let rms_eps = k.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
-        if !(rms_eps >= 0.0) {
-            return Err(ArchError::BadValue { key: k.key("attention.layer_norm_rms_epsilon"), value: rms_eps.to_string(), reason: "must be >= 0" });
+        let rms_eps = k
+            .opt_f32("attention.layer_norm_rms_epsilon")?
+            .unwrap_or(1e-5);
+        if rms_eps < 0.0 {
+            return Err(ArchError::BadValue {
+                key: k.key("attention.layer_norm_rms_epsilon"),
+                value: rms_eps.to_string(),
+                reason: "must be >= 0",
+            });
         }
 
         let rope_dim = k.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
@@ -251,32 +291,43 @@ impl ArchConfig {
             }
         };
         for (name, v) in [("rope.freq_base", base), ("rope.freq_base_swa", base_swa)] {
-            if !(v > 0.0) {
-                return Err(ArchError::BadValue { key: k.key(name), value: v.to_string(), reason: "must be > 0" });
+            if v <= 0.0 {
+                return Err(ArchError::BadValue {
+                    key: k.key(name),
+                    value: v.to_string(),
+                    reason: "must be > 0",
+                });
             }
         }
-        let style = if arch == Arch::Llama { RopeStyle::Normal } else { RopeStyle::Neox };
+        let style = if arch == Arch::Llama {
+            RopeStyle::Normal
+        } else {
+            RopeStyle::Neox
+        };
 
         // Sliding window: Gemma 3 only (llama.cpp disables Phi-3's SWA, and Qwen 2's
         // converter does not enable it).
         let (sliding_window, swa_layers) = if arch == Arch::Gemma3 {
             match k.opt_usize("attention.sliding_window")? {
                 Some(w) => {
-                    let layers = match meta.meta_int_array(&k.key("attention.sliding_window_pattern")) {
-                        Some(v) if v.len() == n_layer => v.iter().map(|&b| b != 0).collect(),
-                        Some(v) => {
-                            return Err(ArchError::BadValue {
-                                key: k.key("attention.sliding_window_pattern"),
-                                value: format!("array of {}", v.len()),
-                                reason: "must have one entry per layer",
-                            })
-                        }
-                        None => {
-                            // llama_hparams::set_swa_pattern(n_pattern, dense_first = false)
-                            let n = k.opt_usize("attention.sliding_window_pattern")?.unwrap_or(6);
-                            (0..n_layer).map(|il| il % n < n - 1).collect()
-                        }
-                    };
+                    let layers =
+                        match meta.meta_int_array(&k.key("attention.sliding_window_pattern")) {
+                            Some(v) if v.len() == n_layer => v.iter().map(|&b| b != 0).collect(),
+                            Some(v) => {
+                                return Err(ArchError::BadValue {
+                                    key: k.key("attention.sliding_window_pattern"),
+                                    value: format!("array of {}", v.len()),
+                                    reason: "must have one entry per layer",
+                                })
+                            }
+                            None => {
+                                // llama_hparams::set_swa_pattern(n_pattern, dense_first = false)
+                                let n = k
+                                    .opt_usize("attention.sliding_window_pattern")?
+                                    .unwrap_or(6);
+                                (0..n_layer).map(|il| il % n < n - 1).collect()
+                            }
+                        };
                     (Some(w), layers)
                 }
                 None => (None, vec![false; n_layer]),
@@ -299,10 +350,20 @@ impl ArchConfig {
             n_vocab,
             context_length,
             rms_eps,
-            rope: RopeConfig { style, dim: rope_dim, base, base_swa, freq_scale },
+            rope: RopeConfig {
+                style,
+                dim: rope_dim,
+                base,
+                base_swa,
+                freq_scale,
+            },
             sliding_window,
             swa_layers,
-            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            activation: if gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
             post_norms: gemma,
             qk_norm: matches!(arch, Arch::Gemma3 | Arch::Qwen3),
             fused_qkv: arch == Arch::Phi3,
@@ -406,12 +467,21 @@ mod tests {
     fn bad_values_are_typed_errors() {
         let mut m = gemma_like();
         m.0.insert("gemma3.attention.head_count_kv".into(), "3".into());
-        assert!(matches!(ArchConfig::from_metadata(&m), Err(ArchError::BadValue { .. })));
+        assert!(matches!(
+            ArchConfig::from_metadata(&m),
+            Err(ArchError::BadValue { .. })
+        ));
         let mut m = gemma_like();
         m.0.insert("general.architecture".into(), "mamba".into());
-        assert_eq!(ArchConfig::from_metadata(&m), Err(ArchError::Unsupported("mamba".into())));
+        assert_eq!(
+            ArchConfig::from_metadata(&m),
+            Err(ArchError::Unsupported("mamba".into()))
+        );
         let mut m = gemma_like();
         m.0.remove("gemma3.block_count");
-        assert!(matches!(ArchConfig::from_metadata(&m), Err(ArchError::MissingKey { .. })));
+        assert!(matches!(
+            ArchConfig::from_metadata(&m),
+            Err(ArchError::MissingKey { .. })
+        ));
     }
 }

@@ -20,7 +20,10 @@ pub enum GenerateError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("{path}: {source}")]
-    Tokenizer { path: String, source: TokenizerError },
+    Tokenizer {
+        path: String,
+        source: TokenizerError,
+    },
     #[error("the prompt is {n_prompt} tokens, but the context holds {n_ctx} (raise --ctx or shorten the prompt)")]
     PromptTooLong { n_prompt: usize, n_ctx: usize },
     #[error("the prompt is empty after tokenization (and the model adds no BOS token)")]
@@ -121,8 +124,10 @@ impl Engine {
         // The architecture first: an unsupported model is reported as such, not as a
         // tokenizer problem.
         let model = Model::load(file.clone(), opts)?;
-        let tokenizer = Tokenizer::from_gguf(&file)
-            .map_err(|source| GenerateError::Tokenizer { path: file.path().display().to_string(), source })?;
+        let tokenizer = Tokenizer::from_gguf(&file).map_err(|source| GenerateError::Tokenizer {
+            path: file.path().display().to_string(),
+            source,
+        })?;
         Ok(Self { model, tokenizer })
     }
 
@@ -134,7 +139,9 @@ impl Engine {
         params: &GenerateParams,
         on_text: impl FnMut(&str),
     ) -> Result<GenerateStats, GenerateError> {
-        let ids = self.tokenizer.encode(prompt, params.add_special, params.parse_special);
+        let ids = self
+            .tokenizer
+            .encode(prompt, params.add_special, params.parse_special);
         self.generate_ids(&ids, params, on_text)
     }
 
@@ -151,7 +158,10 @@ impl Engine {
         }
         let n_ctx = params.n_ctx.min(self.model.config().context_length).max(1);
         if prompt.len() > n_ctx {
-            return Err(GenerateError::PromptTooLong { n_prompt: prompt.len(), n_ctx });
+            return Err(GenerateError::PromptTooLong {
+                n_prompt: prompt.len(),
+                n_ctx,
+            });
         }
         // Room for the prompt, the generated tokens and nothing more.
         let cache_len = (prompt.len() + params.max_tokens).min(n_ctx);

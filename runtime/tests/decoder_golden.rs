@@ -28,13 +28,18 @@ use pith_runtime::sampler::{argmax, log_softmax_top_k};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 fn golden(rel: &str) -> Value {
     let p = repo_root().join(rel);
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .expect("golden JSON")
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .expect("golden JSON")
 }
 
 /// The small architecture models, regenerated once per test run from their numpy seed.
@@ -43,7 +48,11 @@ fn arch_models_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let script = repo_root().join("tests/py/make_arch_models.py");
-        let out = Command::new("python3").arg(&script).arg(dir.path()).output().expect("run python3");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(dir.path())
+            .output()
+            .expect("run python3");
         assert!(
             out.status.success(),
             "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
@@ -62,11 +71,24 @@ fn sha256(path: &Path) -> String {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn top(v: &Value) -> Vec<(u32, f32)> {
-    v.as_array().expect("top").iter().map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("lp") as f32)).collect()
+    v.as_array()
+        .expect("top")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_u64().expect("id") as u32,
+                p[1].as_f64().expect("lp") as f32,
+            )
+        })
+        .collect()
 }
 
 /// Agreement of one case.
@@ -90,11 +112,17 @@ fn run_case(model: &Model, case: &Value, steps: usize) -> CaseResult {
     let want_greedy = ids(&case["greedy_ids"]);
     let steps = steps.min(want_greedy.len());
     let mut cache = model.new_cache(prompt.len() + steps + 1);
-    let mut logits = model.forward(&mut cache, &prompt, Logits::Last).expect("forward");
+    let mut logits = model
+        .forward(&mut cache, &prompt, Logits::Last)
+        .expect("forward");
     let ours = log_softmax_top_k(&logits, model.config().n_vocab);
     let lp = |id: u32| ours.iter().find(|(i, _)| *i == id).expect("id in vocab").1;
     let theirs = top(&case["top"]);
-    let max_diff = theirs.iter().take(5).map(|&(id, l)| (lp(id) - l).abs()).fold(0.0, f32::max);
+    let max_diff = theirs
+        .iter()
+        .take(5)
+        .map(|&(id, l)| (lp(id) - l).abs())
+        .fold(0.0, f32::max);
     let our5: Vec<u32> = ours[..5].iter().map(|p| p.0).collect();
     let their5: Vec<u32> = theirs[..5].iter().map(|p| p.0).collect();
     let mut greedy = Vec::with_capacity(steps);
@@ -102,7 +130,9 @@ fn run_case(model: &Model, case: &Value, steps: usize) -> CaseResult {
         let t = argmax(&logits).expect("logits");
         greedy.push(t);
         if i + 1 < steps {
-            logits = model.forward(&mut cache, &[t], Logits::Last).expect("decode");
+            logits = model
+                .forward(&mut cache, &[t], Logits::Last)
+                .expect("decode");
         }
     }
     CaseResult {
@@ -118,9 +148,19 @@ fn run_case(model: &Model, case: &Value, steps: usize) -> CaseResult {
 
 fn run_golden(model_path: &Path, g: &Value, steps: usize) -> Vec<CaseResult> {
     let want_sha = g["model_sha256"].as_str().expect("model_sha256");
-    assert_eq!(sha256(model_path), want_sha, "{} is not the file the golden was made from", model_path.display());
+    assert_eq!(
+        sha256(model_path),
+        want_sha,
+        "{} is not the file the golden was made from",
+        model_path.display()
+    );
     let model = Model::open(model_path, &ModelOptions::default()).expect("load model");
-    let results: Vec<CaseResult> = g["cases"].as_array().expect("cases").iter().map(|c| run_case(&model, c, steps)).collect();
+    let results: Vec<CaseResult> = g["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| run_case(&model, c, steps))
+        .collect();
     for r in &results {
         println!(
             "{}: {:<22} top5 {} (overlap {}/5) top1 {} margin {:.3} max|Δlp| {:.4} greedy divergence {:?}",
@@ -141,9 +181,22 @@ fn strict(variant: &str) {
     let g = golden(&format!("tests/golden/arch/{variant}.json"));
     let path = arch_models_dir().join(format!("{variant}.gguf"));
     for r in run_golden(&path, &g, 16) {
-        assert!(r.top5_same_order, "{variant}/{}: top-5 ids differ from llama.cpp", r.name);
-        assert!(r.max_diff <= 0.05, "{variant}/{}: log-prob differs by {}", r.name, r.max_diff);
-        assert_eq!(r.greedy_divergence, None, "{variant}/{}: greedy continuation differs", r.name);
+        assert!(
+            r.top5_same_order,
+            "{variant}/{}: top-5 ids differ from llama.cpp",
+            r.name
+        );
+        assert!(
+            r.max_diff <= 0.05,
+            "{variant}/{}: log-prob differs by {}",
+            r.name,
+            r.max_diff
+        );
+        assert_eq!(
+            r.greedy_divergence, None,
+            "{variant}/{}: greedy continuation differs",
+            r.name
+        );
     }
 }
 
@@ -180,10 +233,24 @@ fn quantized_small_models_track_llama_cpp() {
         let g = golden(&format!("tests/golden/arch/{variant}.json"));
         let path = arch_models_dir().join(format!("{variant}.gguf"));
         for r in run_golden(&path, &g, 16) {
-            assert!(r.top5_overlap >= 3, "{variant}/{}: only {} of llama.cpp's top-5 in ours", r.name, r.top5_overlap);
-            assert!(r.max_diff <= 1.5, "{variant}/{}: log-prob differs by {}", r.name, r.max_diff);
+            assert!(
+                r.top5_overlap >= 3,
+                "{variant}/{}: only {} of llama.cpp's top-5 in ours",
+                r.name,
+                r.top5_overlap
+            );
+            assert!(
+                r.max_diff <= 1.5,
+                "{variant}/{}: log-prob differs by {}",
+                r.name,
+                r.max_diff
+            );
             if r.golden_margin >= 0.5 {
-                assert!(r.top1_same, "{variant}/{}: top-1 differs although llama.cpp's margin is {}", r.name, r.golden_margin);
+                assert!(
+                    r.top1_same,
+                    "{variant}/{}: top-1 differs although llama.cpp's margin is {}",
+                    r.name, r.golden_margin
+                );
             }
         }
     }
@@ -201,12 +268,32 @@ fn gemma3_270m_tracks_llama_cpp() {
     assert!(results.len() >= 5);
     for r in &results {
         assert!(r.top1_same, "{}: top-1 differs", r.name);
-        assert!(r.top5_overlap >= 4, "{}: only {} of llama.cpp's top-5 in ours", r.name, r.top5_overlap);
-        assert!(r.max_diff <= 0.5, "{}: log-prob differs by {}", r.name, r.max_diff);
+        assert!(
+            r.top5_overlap >= 4,
+            "{}: only {} of llama.cpp's top-5 in ours",
+            r.name,
+            r.top5_overlap
+        );
+        assert!(
+            r.max_diff <= 0.5,
+            "{}: log-prob differs by {}",
+            r.name,
+            r.max_diff
+        );
         if let Some(step) = r.greedy_divergence {
-            assert!(step >= 6, "{}: greedy continuation differs from llama.cpp at step {step}", r.name);
+            assert!(
+                step >= 6,
+                "{}: greedy continuation differs from llama.cpp at step {step}",
+                r.name
+            );
         }
     }
-    let identical = results.iter().filter(|r| r.greedy_divergence.is_none()).count();
-    assert!(identical >= 3, "only {identical} prompts give llama.cpp's full greedy continuation");
+    let identical = results
+        .iter()
+        .filter(|r| r.greedy_divergence.is_none())
+        .count();
+    assert!(
+        identical >= 3,
+        "only {identical} prompts give llama.cpp's full greedy continuation"
+    );
 }

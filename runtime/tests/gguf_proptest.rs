@@ -10,13 +10,16 @@ mod common;
 use common::builder::{Built, GgufBuilder};
 use common::expect::value_eq;
 use common::gen;
-use pith_runtime::gguf::{parse, GgufFile, Header, MAX_ARRAY_LEN, MAX_COUNT, MAX_DIMS, MAX_STRING_LEN};
+use pith_runtime::gguf::{
+    parse, GgufFile, Header, MAX_ARRAY_LEN, MAX_COUNT, MAX_DIMS, MAX_STRING_LEN,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
 /// Checks that `parse` returns exactly what the builder wrote.
 fn check_round_trip(b: &GgufBuilder, built: &Built) -> Result<(), TestCaseError> {
-    let h = parse(built.buf()).map_err(|e| TestCaseError::fail(format!("valid file rejected: {e}")))?;
+    let h =
+        parse(built.buf()).map_err(|e| TestCaseError::fail(format!("valid file rejected: {e}")))?;
     prop_assert_eq!(h.version, b.version);
     prop_assert_eq!(h.alignment, built.alignment);
     prop_assert_eq!(h.data_offset, built.data_offset);
@@ -37,7 +40,9 @@ fn check_round_trip(b: &GgufBuilder, built: &Built) -> Result<(), TestCaseError>
     let f = GgufFile::from_bytes("prop.gguf", built.buf().to_vec())
         .map_err(|e| TestCaseError::fail(format!("from_bytes: {e}")))?;
     for w in &b.tensors {
-        let view = f.require_tensor(&w.name).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let view = f
+            .require_tensor(&w.name)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(view.data, &w.data[..], "tensor {}", w.name);
     }
     Ok(())
@@ -134,14 +139,21 @@ fn field_positions(built: &Built) -> (Vec<usize>, Vec<usize>) {
     for (name, pos) in built.bytes.marks() {
         let n = name.as_str();
         let is_u64 = ["tensor_count", "kv_count"].contains(&n)
-            || [".len", ".key", ".name", ".offset"].iter().any(|s| n.ends_with(s));
+            || [".len", ".key", ".name", ".offset"]
+                .iter()
+                .any(|s| n.ends_with(s));
         if is_u64 {
             u64s.push(*pos);
         } else if n.ends_with(".dims") {
             // Up to four u64s follow; the n_dims field before says how many.
-            let n_dims = u32::from_le_bytes(built.buf()[pos - 4..*pos].try_into().unwrap()) as usize;
+            let n_dims =
+                u32::from_le_bytes(built.buf()[pos - 4..*pos].try_into().unwrap()) as usize;
             u64s.extend((0..n_dims).map(|d| pos + 8 * d));
-        } else if n == "version" || n.ends_with(".type") || n.ends_with(".element_type") || n.ends_with(".n_dims") {
+        } else if n == "version"
+            || n.ends_with(".type")
+            || n.ends_with(".element_type")
+            || n.ends_with(".n_dims")
+        {
             u32s.push(*pos);
         } else if n.ends_with(".value") || n.contains(".value[") {
             // A string value (or array element) starts with its u64 length; for other

@@ -56,10 +56,16 @@ fn array_eq(ours: &Array, c: &[CValue]) -> bool {
         Array::F64(v) => all(v, c, Value::F64),
         Array::Bool(v) => all(v, c, Value::Bool),
         Array::String(v) => {
-            v.len() == c.len() && v.iter().zip(c).all(|(a, b)| matches!(b, CValue::String(s) if s == a))
+            v.len() == c.len()
+                && v.iter()
+                    .zip(c)
+                    .all(|(a, b)| matches!(b, CValue::String(s) if s == a))
         }
         Array::Array(v) => {
-            v.len() == c.len() && v.iter().zip(c).all(|(a, b)| matches!(b, CValue::Array(x) if array_eq(a, x)))
+            v.len() == c.len()
+                && v.iter()
+                    .zip(c)
+                    .all(|(a, b)| matches!(b, CValue::Array(x) if array_eq(a, x)))
         }
     }
 }
@@ -87,9 +93,16 @@ fn candle_type(t: GgmlDType) -> GgmlType {
 /// Asserts that pith's header and candle's content describe the same file; returns the
 /// number of (keys, tensors) compared.
 fn assert_same(what: &str, h: &Header, c: &Content) -> (usize, usize) {
-    assert_eq!(h.metadata.len(), c.metadata.len(), "{what}: number of metadata keys");
+    assert_eq!(
+        h.metadata.len(),
+        c.metadata.len(),
+        "{what}: number of metadata keys"
+    );
     for (k, v) in &h.metadata {
-        let cv = c.metadata.get(k).unwrap_or_else(|| panic!("{what}: candle has no key '{k}'"));
+        let cv = c
+            .metadata
+            .get(k)
+            .unwrap_or_else(|| panic!("{what}: candle has no key '{k}'"));
         if !value_eq(v, cv) {
             let show = |s: String| s.chars().take(300).collect::<String>();
             panic!(
@@ -99,24 +112,50 @@ fn assert_same(what: &str, h: &Header, c: &Content) -> (usize, usize) {
             );
         }
     }
-    assert_eq!(h.data_offset, c.tensor_data_offset, "{what}: data section offset");
-    assert_eq!(h.tensors.len(), c.tensor_infos.len(), "{what}: number of tensors");
+    assert_eq!(
+        h.data_offset, c.tensor_data_offset,
+        "{what}: data section offset"
+    );
+    assert_eq!(
+        h.tensors.len(),
+        c.tensor_infos.len(),
+        "{what}: number of tensors"
+    );
     for t in &h.tensors {
-        let ct = c.tensor_infos.get(&t.name).unwrap_or_else(|| panic!("{what}: candle has no tensor '{}'", t.name));
+        let ct = c
+            .tensor_infos
+            .get(&t.name)
+            .unwrap_or_else(|| panic!("{what}: candle has no tensor '{}'", t.name));
         let mut shape: Vec<u64> = ct.shape.dims().iter().map(|&d| d as u64).collect();
         shape.reverse();
         assert_eq!(t.dims, shape, "{what}: tensor '{}' dims", t.name);
-        assert_eq!(t.ty, candle_type(ct.ggml_dtype), "{what}: tensor '{}' type", t.name);
-        assert_eq!(t.offset, c.tensor_data_offset + ct.offset, "{what}: tensor '{}' offset", t.name);
-        let candle_size = ct.shape.elem_count() / ct.ggml_dtype.block_size() * ct.ggml_dtype.type_size();
-        assert_eq!(t.size, candle_size as u64, "{what}: tensor '{}' size", t.name);
+        assert_eq!(
+            t.ty,
+            candle_type(ct.ggml_dtype),
+            "{what}: tensor '{}' type",
+            t.name
+        );
+        assert_eq!(
+            t.offset,
+            c.tensor_data_offset + ct.offset,
+            "{what}: tensor '{}' offset",
+            t.name
+        );
+        let candle_size =
+            ct.shape.elem_count() / ct.ggml_dtype.block_size() * ct.ggml_dtype.type_size();
+        assert_eq!(
+            t.size, candle_size as u64,
+            "{what}: tensor '{}' size",
+            t.name
+        );
     }
     (h.metadata.len(), h.tensors.len())
 }
 
 fn both(what: &str, bytes: &[u8]) -> (usize, usize) {
     let h = parse(bytes).unwrap_or_else(|e| panic!("{what}: pith rejected it: {e}"));
-    let c = Content::read(&mut Cursor::new(bytes)).unwrap_or_else(|e| panic!("{what}: candle rejected it: {e}"));
+    let c = Content::read(&mut Cursor::new(bytes))
+        .unwrap_or_else(|e| panic!("{what}: candle rejected it: {e}"));
     assert_same(what, &h, &c)
 }
 
@@ -129,7 +168,10 @@ fn gemma_matches_candle() {
     let (keys, tensors) = assert_same("gemma-3-270m", ours.header(), &c);
     // The real model exercises the big arrays: a 262144-entry vocabulary of strings and
     // its f32 scores and i32 token types.
-    let vocab = ours.get("tokenizer.ggml.tokens").and_then(Value::as_array).expect("vocabulary");
+    let vocab = ours
+        .get("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .expect("vocabulary");
     assert_eq!(vocab.len(), 262_144);
     assert_eq!(ours.architecture().unwrap(), "gemma3");
     // Tensors are zero-copy views into the map, at the offsets candle computed.
@@ -137,14 +179,25 @@ fn gemma_matches_candle() {
     for t in ours.tensor_infos() {
         let view = ours.view(t);
         let ci = &c.tensor_infos[&t.name];
-        let expected = map.as_ptr().wrapping_add((c.tensor_data_offset + ci.offset) as usize);
-        assert_eq!(view.data.as_ptr(), expected, "tensor '{}' is not a view into the map", t.name);
+        let expected = map
+            .as_ptr()
+            .wrapping_add((c.tensor_data_offset + ci.offset) as usize);
+        assert_eq!(
+            view.data.as_ptr(),
+            expected,
+            "tensor '{}' is not a view into the map",
+            t.name
+        );
     }
     eprintln!("gemma: {keys} keys and {tensors} tensors agree with candle");
 }
 
 fn every_type(version: u32) -> GgufBuilder {
-    let strings = |xs: &[&str]| xs.iter().map(|s| MetaValue::String((*s).into())).collect::<Vec<_>>();
+    let strings = |xs: &[&str]| {
+        xs.iter()
+            .map(|s| MetaValue::String((*s).into()))
+            .collect::<Vec<_>>()
+    };
     GgufBuilder::new()
         .version(version)
         .kv("general.architecture", MetaValue::String("llama".into()))
@@ -157,20 +210,50 @@ fn every_type(version: u32) -> GgufBuilder {
         .kv("t.f32", MetaValue::F32(-1.5e-30))
         .kv("t.bool.true", MetaValue::Bool(true))
         .kv("t.bool.false", MetaValue::Bool(false))
-        .kv("t.string", MetaValue::String("héllo, wörld — 世界 🦀".into()))
+        .kv(
+            "t.string",
+            MetaValue::String("héllo, wörld — 世界 🦀".into()),
+        )
         .kv("t.string.empty", MetaValue::String(String::new()))
         .kv("t.u64", MetaValue::U64(u64::MAX))
         .kv("t.i64", MetaValue::I64(i64::MIN))
         .kv("t.f64", MetaValue::F64(std::f64::consts::PI))
         .kv("t.f32.nan", MetaValue::F32(f32::from_bits(0x7fc0_1234)))
-        .kv("t.arr.u8", MetaValue::Array(ty::U8, (0..10).map(MetaValue::U8).collect()))
-        .kv("t.arr.i16", MetaValue::Array(ty::I16, vec![MetaValue::I16(-1), MetaValue::I16(i16::MAX)]))
-        .kv("t.arr.u32", MetaValue::Array(ty::U32, vec![MetaValue::U32(1), MetaValue::U32(u32::MAX)]))
-        .kv("t.arr.i64", MetaValue::Array(ty::I64, vec![MetaValue::I64(i64::MIN)]))
-        .kv("t.arr.f32", MetaValue::Array(ty::F32, vec![MetaValue::F32(0.5), MetaValue::F32(-0.0)]))
-        .kv("t.arr.f64", MetaValue::Array(ty::F64, vec![MetaValue::F64(1e300)]))
-        .kv("t.arr.bool", MetaValue::Array(ty::BOOL, vec![MetaValue::Bool(true), MetaValue::Bool(false)]))
-        .kv("t.arr.string", MetaValue::Array(ty::STRING, strings(&["a", "", "▁the", "<0x0A>"])))
+        .kv(
+            "t.arr.u8",
+            MetaValue::Array(ty::U8, (0..10).map(MetaValue::U8).collect()),
+        )
+        .kv(
+            "t.arr.i16",
+            MetaValue::Array(ty::I16, vec![MetaValue::I16(-1), MetaValue::I16(i16::MAX)]),
+        )
+        .kv(
+            "t.arr.u32",
+            MetaValue::Array(ty::U32, vec![MetaValue::U32(1), MetaValue::U32(u32::MAX)]),
+        )
+        .kv(
+            "t.arr.i64",
+            MetaValue::Array(ty::I64, vec![MetaValue::I64(i64::MIN)]),
+        )
+        .kv(
+            "t.arr.f32",
+            MetaValue::Array(ty::F32, vec![MetaValue::F32(0.5), MetaValue::F32(-0.0)]),
+        )
+        .kv(
+            "t.arr.f64",
+            MetaValue::Array(ty::F64, vec![MetaValue::F64(1e300)]),
+        )
+        .kv(
+            "t.arr.bool",
+            MetaValue::Array(
+                ty::BOOL,
+                vec![MetaValue::Bool(true), MetaValue::Bool(false)],
+            ),
+        )
+        .kv(
+            "t.arr.string",
+            MetaValue::Array(ty::STRING, strings(&["a", "", "▁the", "<0x0A>"])),
+        )
         .kv("t.arr.empty", MetaValue::Array(ty::U64, vec![]))
         .kv(
             "t.arr.nested",
@@ -179,7 +262,10 @@ fn every_type(version: u32) -> GgufBuilder {
                 vec![
                     MetaValue::Array(ty::STRING, strings(&["x", "y"])),
                     MetaValue::Array(ty::I8, vec![MetaValue::I8(-8)]),
-                    MetaValue::Array(ty::ARRAY, vec![MetaValue::Array(ty::U16, vec![MetaValue::U16(7)])]),
+                    MetaValue::Array(
+                        ty::ARRAY,
+                        vec![MetaValue::Array(ty::U16, vec![MetaValue::U16(7)])],
+                    ),
                 ],
             ),
         )
@@ -203,11 +289,17 @@ fn builder_files_match_candle() {
             let b = every_type(version).kv("general.alignment", MetaValue::U32(align));
             let built = b.build();
             assert_eq!(built.alignment, u64::from(align));
-            both(&format!("every type, v{version}, alignment {align}"), built.buf());
+            both(
+                &format!("every type, v{version}, alignment {align}"),
+                built.buf(),
+            );
         }
     }
     // Metadata only, and nothing at all.
-    both("no tensors", GgufBuilder::new().kv("a", MetaValue::U8(1)).build().buf());
+    both(
+        "no tensors",
+        GgufBuilder::new().kv("a", MetaValue::U8(1)).build().buf(),
+    );
     both("empty file", GgufBuilder::new().build().buf());
 }
 
@@ -224,13 +316,27 @@ fn tensor_bytes_match_candle() {
         assert_eq!(view.data, &spec.data[..], "pith view of '{}'", spec.name);
         let ci = infos[&spec.name];
         let start = (c.tensor_data_offset + ci.offset) as usize;
-        assert_eq!(&built.buf()[start..start + spec.data.len()], &spec.data[..], "candle offset of '{}'", spec.name);
+        assert_eq!(
+            &built.buf()[start..start + spec.data.len()],
+            &spec.data[..],
+            "candle offset of '{}'",
+            spec.name
+        );
     }
 }
 
 /// Types candle 0.11 reads (it has no I8/I16/I32/I64/F64 tensors).
-const CANDLE_TYPES: [u32; 9] =
-    [ggml::F32, ggml::F16, ggml::BF16, ggml::Q4_0, ggml::Q5_1, ggml::Q8_0, ggml::Q2_K, ggml::Q4_K, ggml::Q6_K];
+const CANDLE_TYPES: [u32; 9] = [
+    ggml::F32,
+    ggml::F16,
+    ggml::BF16,
+    ggml::Q4_0,
+    ggml::Q5_1,
+    ggml::Q8_0,
+    ggml::Q2_K,
+    ggml::Q4_K,
+    ggml::Q6_K,
+];
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]

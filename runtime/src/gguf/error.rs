@@ -19,9 +19,18 @@ pub enum ParseError {
     )]
     ByteSwapped { version: u32 },
     #[error("file truncated while reading {field}: needed {needed} bytes at offset {offset}, file has {file_len}")]
-    Truncated { field: String, offset: u64, needed: u64, file_len: u64 },
+    Truncated {
+        field: String,
+        offset: u64,
+        needed: u64,
+        file_len: u64,
+    },
     #[error("{field}: count {count} exceeds the limit of {limit}")]
-    CountTooLarge { field: String, count: u64, limit: u64 },
+    CountTooLarge {
+        field: String,
+        count: u64,
+        limit: u64,
+    },
     #[error("{field}: string of {len} bytes exceeds the limit of {limit}")]
     StringTooLong { field: String, len: u64, limit: u64 },
     #[error("{field}: string is not valid UTF-8")]
@@ -37,21 +46,48 @@ pub enum ParseError {
     #[error("general.alignment must be a non-zero power of two u32, got {value}")]
     BadAlignment { value: String },
     #[error("tensor '{name}': {n_dims} dimensions, at most {limit} are supported")]
-    TooManyDims { name: String, n_dims: u32, limit: usize },
+    TooManyDims {
+        name: String,
+        n_dims: u32,
+        limit: usize,
+    },
     #[error("tensor '{name}': dimension {dim} is {value}, which is out of range")]
-    BadDimension { name: String, dim: usize, value: u64 },
+    BadDimension {
+        name: String,
+        dim: usize,
+        value: u64,
+    },
     #[error("tensor '{name}': element count overflows (dimensions {dims:?})")]
     ElementCountOverflow { name: String, dims: Vec<u64> },
     #[error("tensor '{name}': unknown or unsupported ggml type id {type_id}")]
     UnsupportedTensorType { name: String, type_id: u32 },
-    #[error("tensor '{name}': first dimension {ne0} is not a multiple of the {ty} block size {block}")]
-    NotBlockAligned { name: String, ty: String, ne0: u64, block: usize },
+    #[error(
+        "tensor '{name}': first dimension {ne0} is not a multiple of the {ty} block size {block}"
+    )]
+    NotBlockAligned {
+        name: String,
+        ty: String,
+        ne0: u64,
+        block: usize,
+    },
     #[error("duplicate tensor name '{name}'")]
     DuplicateTensor { name: String },
-    #[error("tensor '{name}': data offset {offset} is not a multiple of the alignment {alignment}")]
-    MisalignedTensor { name: String, offset: u64, alignment: u64 },
+    #[error(
+        "tensor '{name}': data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
+    MisalignedTensor {
+        name: String,
+        offset: u64,
+        alignment: u64,
+    },
     #[error("tensor '{name}': data [{offset}, +{len}) lies outside the file ({file_len} bytes, data section at {data_start})")]
-    TensorOutOfBounds { name: String, offset: u64, len: u64, data_start: u64, file_len: u64 },
+    TensorOutOfBounds {
+        name: String,
+        offset: u64,
+        len: u64,
+        data_start: u64,
+        file_len: u64,
+    },
 }
 
 /// An error opening or reading a GGUF file, naming the file.
@@ -59,13 +95,26 @@ pub enum ParseError {
 #[non_exhaustive]
 pub enum GgufError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, #[source] source: ParseError },
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
     #[error("{path}: metadata key '{key}' is missing")]
     MissingKey { path: PathBuf, key: String },
     #[error("{path}: metadata key '{key}' has type {found}, expected {expected}")]
-    WrongType { path: PathBuf, key: String, expected: &'static str, found: &'static str },
+    WrongType {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("{path}: tensor '{name}' not found")]
     MissingTensor { path: PathBuf, name: String },
 }

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{GgufError, ParseError};
-pub use parse::{parse, Header, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_COUNT, MAX_DIMS, MAX_NESTING, MAX_STRING_LEN};
+pub use parse::{
+    parse, Header, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_LEN, MAX_COUNT, MAX_DIMS, MAX_NESTING,
+    MAX_STRING_LEN,
+};
 pub use value::{type_id, Array, Value};
 
 use crate::quant::GgmlType;
@@ -83,7 +86,10 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
         let _span = tracing::debug_span!("gguf_open", path = %path.display()).entered();
-        let io = |source| GgufError::Io { path: path.to_owned(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process. Another process
         // truncating the file while it is mapped would fault on access, as it would for
@@ -96,7 +102,10 @@ impl GgufFile {
     /// is slow or unavailable).
     pub fn read(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| GgufError::Io { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| GgufError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_storage(path.to_owned(), Storage::Owned(bytes))
     }
 
@@ -106,10 +115,29 @@ impl GgufFile {
     }
 
     fn from_storage(path: PathBuf, storage: Storage) -> Result<Self, GgufError> {
-        let header = parse(storage.bytes()).map_err(|source| GgufError::Parse { path: path.clone(), source })?;
-        let meta_index = header.metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
-        let tensor_index = header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        Ok(Self { path, storage, header, meta_index, tensor_index })
+        let header = parse(storage.bytes()).map_err(|source| GgufError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        let meta_index = header
+            .metadata
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        let tensor_index = header
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(Self {
+            path,
+            storage,
+            header,
+            meta_index,
+            tensor_index,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -145,11 +173,18 @@ impl GgufFile {
         &self.header.metadata
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.meta_index.get(key).map(|&i| &self.header.metadata[i].1)
+        self.meta_index
+            .get(key)
+            .map(|&i| &self.header.metadata[i].1)
     }
 
     fn wrong_type(&self, key: &str, expected: &'static str, v: &Value) -> GgufError {
-        GgufError::WrongType { path: self.path.clone(), key: key.into(), expected, found: v.type_name() }
+        GgufError::WrongType {
+            path: self.path.clone(),
+            key: key.into(),
+            expected,
+            found: v.type_name(),
+        }
     }
 
     /// A required string value.
@@ -159,24 +194,37 @@ impl GgufFile {
     }
     /// An optional string value; present with another type is an error.
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
-        self.get(key).map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, "string", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| self.wrong_type(key, "string", v)))
+            .transpose()
     }
     /// An optional integer value of any integer type.
     pub fn opt_int(&self, key: &str) -> Result<Option<i64>, GgufError> {
-        self.get(key).map(|v| v.as_i64().ok_or_else(|| self.wrong_type(key, "integer", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_i64().ok_or_else(|| self.wrong_type(key, "integer", v)))
+            .transpose()
     }
     /// An optional numeric value as f64.
     pub fn opt_float(&self, key: &str) -> Result<Option<f64>, GgufError> {
-        self.get(key).map(|v| v.as_f64().ok_or_else(|| self.wrong_type(key, "number", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_f64().ok_or_else(|| self.wrong_type(key, "number", v)))
+            .transpose()
     }
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, GgufError> {
-        self.get(key).map(|v| v.as_bool().ok_or_else(|| self.wrong_type(key, "bool", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.wrong_type(key, "bool", v)))
+            .transpose()
     }
     pub fn opt_array(&self, key: &str) -> Result<Option<&Array>, GgufError> {
-        self.get(key).map(|v| v.as_array().ok_or_else(|| self.wrong_type(key, "array", v))).transpose()
+        self.get(key)
+            .map(|v| v.as_array().ok_or_else(|| self.wrong_type(key, "array", v)))
+            .transpose()
     }
     fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey { path: self.path.clone(), key: key.into() })
+        self.get(key).ok_or_else(|| GgufError::MissingKey {
+            path: self.path.clone(),
+            key: key.into(),
+        })
     }
 
     /// `general.architecture`.
@@ -197,7 +245,10 @@ impl GgufFile {
 
     /// A tensor by name; missing is an error naming the file and tensor.
     pub fn require_tensor(&self, name: &str) -> Result<TensorView<'_>, GgufError> {
-        self.tensor(name).ok_or_else(|| GgufError::MissingTensor { path: self.path.clone(), name: name.into() })
+        self.tensor(name).ok_or_else(|| GgufError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })
     }
 
     /// The data bytes of a tensor described by one of this file's infos.
@@ -230,10 +281,14 @@ impl pith_models::Metadata for GgufFile {
         self.get(key).and_then(Value::as_bool)
     }
     fn meta_int_array(&self, key: &str) -> Option<Vec<i64>> {
-        self.get(key).and_then(Value::as_array).and_then(Array::to_i64_vec)
+        self.get(key)
+            .and_then(Value::as_array)
+            .and_then(Array::to_i64_vec)
     }
     fn meta_float_array(&self, key: &str) -> Option<Vec<f32>> {
-        self.get(key).and_then(Value::as_array).and_then(Array::to_f32_vec)
+        self.get(key)
+            .and_then(Value::as_array)
+            .and_then(Array::to_f32_vec)
     }
     fn meta_array_len(&self, key: &str) -> Option<usize> {
         self.get(key).and_then(Value::as_array).map(Array::len)

@@ -106,7 +106,11 @@ impl<'a> Reader<'a> {
     fn string(&mut self, field: &dyn Fn() -> String) -> Result<String, ParseError> {
         let len = self.u64(field)?;
         if len > MAX_STRING_LEN {
-            return Err(ParseError::StringTooLong { field: field(), len, limit: MAX_STRING_LEN });
+            return Err(ParseError::StringTooLong {
+                field: field(),
+                len,
+                limit: MAX_STRING_LEN,
+            });
         }
         let bytes = self.take(len, field)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| ParseError::BadUtf8 { field: field() })
@@ -114,9 +118,19 @@ impl<'a> Reader<'a> {
 
     /// Checks that `count` elements of at least `min_size` bytes each can still be in the
     /// file, so a forged count cannot make us allocate more than the file could hold.
-    fn check_count(&self, count: u64, min_size: u64, limit: u64, field: &dyn Fn() -> String) -> Result<usize, ParseError> {
+    fn check_count(
+        &self,
+        count: u64,
+        min_size: u64,
+        limit: u64,
+        field: &dyn Fn() -> String,
+    ) -> Result<usize, ParseError> {
         if count > limit {
-            return Err(ParseError::CountTooLarge { field: field(), count, limit });
+            return Err(ParseError::CountTooLarge {
+                field: field(),
+                count,
+                limit,
+            });
         }
         let needed = count.saturating_mul(min_size);
         if needed > self.remaining() {
@@ -131,7 +145,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one value of type `ty`; `field` names it (`metadata[3] 'key'.value`).
-    fn value(&mut self, ty: u32, depth: usize, field: &dyn Fn() -> String) -> Result<Value, ParseError> {
+    fn value(
+        &mut self,
+        ty: u32,
+        depth: usize,
+        field: &dyn Fn() -> String,
+    ) -> Result<Value, ParseError> {
         Ok(match ty {
             type_id::U8 => Value::U8(self.array::<1>(field)?[0]),
             type_id::I8 => Value::I8(i8::from_le_bytes(self.array(field)?)),
@@ -146,16 +165,28 @@ impl<'a> Reader<'a> {
             type_id::U64 => Value::U64(self.u64(field)?),
             type_id::I64 => Value::I64(i64::from_le_bytes(self.array(field)?)),
             type_id::F64 => Value::F64(f64::from_le_bytes(self.array(field)?)),
-            _ => return Err(ParseError::UnknownValueType { field: field(), type_id: ty }),
+            _ => {
+                return Err(ParseError::UnknownValueType {
+                    field: field(),
+                    type_id: ty,
+                })
+            }
         })
     }
 
     /// Reads an array (element type, length, elements) at nesting level `depth` (1 for an
     /// array that is a metadata value). Sub-fields are named `<field>.element_type`,
     /// `<field>.len`, `<field>.data` (the body of a fixed-size array) and `<field>[j]`.
-    fn array_value(&mut self, depth: usize, field: &dyn Fn() -> String) -> Result<Array, ParseError> {
+    fn array_value(
+        &mut self,
+        depth: usize,
+        field: &dyn Fn() -> String,
+    ) -> Result<Array, ParseError> {
         if depth > MAX_NESTING {
-            return Err(ParseError::NestingTooDeep { field: field(), limit: MAX_NESTING });
+            return Err(ParseError::NestingTooDeep {
+                field: field(),
+                limit: MAX_NESTING,
+            });
         }
         let ty_field = || format!("{}.element_type", field());
         let len_field = || format!("{}.len", field());
@@ -169,7 +200,10 @@ impl<'a> Reader<'a> {
                 // n * SIZE <= remaining bytes, checked above, so it cannot overflow.
                 let bytes = self.take((n * SIZE) as u64, &data_field)?;
                 Array::$variant(
-                    bytes.chunks_exact(SIZE).map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size"))).collect(),
+                    bytes
+                        .chunks_exact(SIZE)
+                        .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
+                        .collect(),
                 )
             }};
         }
@@ -186,7 +220,12 @@ impl<'a> Reader<'a> {
             type_id::F64 => fixed!(F64, f64),
             type_id::BOOL => {
                 let n = self.check_count(n, 1, MAX_ARRAY_LEN, &len_field)?;
-                Array::Bool(self.take(n as u64, &data_field)?.iter().map(|&b| b != 0).collect())
+                Array::Bool(
+                    self.take(n as u64, &data_field)?
+                        .iter()
+                        .map(|&b| b != 0)
+                        .collect(),
+                )
             }
             type_id::STRING => {
                 let n = self.check_count(n, 8, MAX_ARRAY_LEN, &len_field)?;
@@ -205,7 +244,12 @@ impl<'a> Reader<'a> {
                 }
                 Array::Array(v)
             }
-            _ => return Err(ParseError::UnknownValueType { field: ty_field(), type_id: ty }),
+            _ => {
+                return Err(ParseError::UnknownValueType {
+                    field: ty_field(),
+                    type_id: ty,
+                })
+            }
         })
     }
 }
@@ -251,7 +295,10 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
         let ty_field = || format!("metadata[{i}] '{key}'.type");
         let ty = r.u32(&ty_field)?;
         if ty > type_id::F64 {
-            return Err(ParseError::UnknownValueType { field: ty_field(), type_id: ty });
+            return Err(ParseError::UnknownValueType {
+                field: ty_field(),
+                type_id: ty,
+            });
         }
         let value = r.value(ty, 0, &|| format!("metadata[{i}] '{key}'.value"))?;
         metadata.push((key, value));
@@ -260,7 +307,11 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some((_, Value::U32(a))) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-        Some((_, v)) => return Err(ParseError::BadAlignment { value: format!("{v:?}") }),
+        Some((_, v)) => {
+            return Err(ParseError::BadAlignment {
+                value: format!("{v:?}"),
+            })
+        }
     };
 
     let mut raw = Vec::with_capacity(n_tensors.min(MAX_PREALLOC));
@@ -272,7 +323,11 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
         }
         let n_dims = r.u32(&|| format!("tensor[{i}] '{name}'.n_dims"))?;
         if n_dims as usize > MAX_DIMS {
-            return Err(ParseError::TooManyDims { name, n_dims, limit: MAX_DIMS });
+            return Err(ParseError::TooManyDims {
+                name,
+                n_dims,
+                limit: MAX_DIMS,
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for d in 0..n_dims {
@@ -285,44 +340,72 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
 
     // pos <= buf.len() <= isize::MAX and alignment <= 2^31, so this cannot overflow; keep
     // it checked anyway so a change to either bound cannot make it wrap.
-    let data_offset = (r.pos as u64).checked_next_multiple_of(alignment).ok_or(ParseError::Truncated {
-        field: "tensor data section".into(),
-        offset: r.pos as u64,
-        needed: alignment,
-        file_len: buf.len() as u64,
-    })?;
+    let data_offset =
+        (r.pos as u64)
+            .checked_next_multiple_of(alignment)
+            .ok_or(ParseError::Truncated {
+                field: "tensor data section".into(),
+                offset: r.pos as u64,
+                needed: alignment,
+                file_len: buf.len() as u64,
+            })?;
     let file_len = buf.len() as u64;
     let mut tensors = Vec::with_capacity(raw.len());
     for (name, dims, type_id, rel_offset) in raw {
         for (d, &v) in dims.iter().enumerate() {
             // ggml stores dimensions as int64_t.
             if v > i64::MAX as u64 {
-                return Err(ParseError::BadDimension { name, dim: d, value: v });
+                return Err(ParseError::BadDimension {
+                    name,
+                    dim: d,
+                    value: v,
+                });
             }
         }
         let n_el = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| ParseError::ElementCountOverflow { name: name.clone(), dims: dims.clone() })?;
+            .ok_or_else(|| ParseError::ElementCountOverflow {
+                name: name.clone(),
+                dims: dims.clone(),
+            })?;
         let Some(ty) = GgmlType::from_id(type_id) else {
             return Err(ParseError::UnsupportedTensorType { name, type_id });
         };
         let ne0 = dims.first().copied().unwrap_or(1);
         if ne0 % ty.block_size() as u64 != 0 {
-            return Err(ParseError::NotBlockAligned { name, ty: ty.name().into(), ne0, block: ty.block_size() });
+            return Err(ParseError::NotBlockAligned {
+                name,
+                ty: ty.name().into(),
+                ne0,
+                block: ty.block_size(),
+            });
         }
         let size = ty
             .bytes_for(n_el)
-            .ok_or_else(|| ParseError::ElementCountOverflow { name: name.clone(), dims: dims.clone() })?;
+            .ok_or_else(|| ParseError::ElementCountOverflow {
+                name: name.clone(),
+                dims: dims.clone(),
+            })?;
         if rel_offset % alignment != 0 {
-            return Err(ParseError::MisalignedTensor { name, offset: rel_offset, alignment });
+            return Err(ParseError::MisalignedTensor {
+                name,
+                offset: rel_offset,
+                alignment,
+            });
         }
         let offset = data_offset.checked_add(rel_offset);
         let end = offset.and_then(|o| o.checked_add(size));
         match (offset, end) {
             (Some(offset), Some(end)) if end <= file_len => {
-                tensors.push(TensorInfo { name, dims, ty, offset, size });
+                tensors.push(TensorInfo {
+                    name,
+                    dims,
+                    ty,
+                    offset,
+                    size,
+                });
             }
             _ => {
                 return Err(ParseError::TensorOutOfBounds {
@@ -335,5 +418,11 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
             }
         }
     }
-    Ok(Header { version, metadata, tensors, alignment, data_offset })
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
 }

@@ -171,7 +171,10 @@ impl Array {
             Array::I16(v) => v.iter().map(|&x| x.into()).collect(),
             Array::U32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I32(v) => v.iter().map(|&x| x.into()).collect(),
-            Array::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            Array::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             Array::I64(v) => v.clone(),
             Array::Bool(v) => v.iter().map(|&x| x.into()).collect(),
             _ => return None,
@@ -183,7 +186,9 @@ impl Array {
         match self {
             Array::F32(v) => Some(v.clone()),
             Array::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
-            _ => self.to_i64_vec().map(|v| v.into_iter().map(|x| x as f32).collect()),
+            _ => self
+                .to_i64_vec()
+                .map(|v| v.into_iter().map(|x| x as f32).collect()),
         }
     }
 

@@ -14,12 +14,18 @@ use crate::quant::{GgmlType, QK_K};
 /// the way ggml quantizes activations for a dot product with weights of type `w`.
 pub fn round_for(w: GgmlType, x: &mut [f32]) {
     match w {
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 | GgmlType::Q8_1 => {
-            x.chunks_exact_mut(32).for_each(round_q8_0)
-        }
-        GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K | GgmlType::Q8K => {
-            x.chunks_exact_mut(QK_K).for_each(round_q8_k)
-        }
+        GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::Q8_0
+        | GgmlType::Q8_1 => x.chunks_exact_mut(32).for_each(round_q8_0),
+        GgmlType::Q2K
+        | GgmlType::Q3K
+        | GgmlType::Q4K
+        | GgmlType::Q5K
+        | GgmlType::Q6K
+        | GgmlType::Q8K => x.chunks_exact_mut(QK_K).for_each(round_q8_k),
         GgmlType::F16 => x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32()),
         GgmlType::BF16 => x.iter_mut().for_each(|v| *v = bf16::from_f32(*v).to_f32()),
         _ => {}

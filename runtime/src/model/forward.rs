@@ -9,9 +9,9 @@ use pith_models::arch::Activation;
 use rayon::prelude::*;
 
 use super::matmul::{get_row, matmul};
+use super::ops::round_f16;
 use super::ops::{axpy, dot, gelu_ggml, rms_norm, silu, softmax};
 use super::{KvCache, KvType, Model, ModelError};
-use super::ops::round_f16;
 
 /// Which logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,23 +27,38 @@ pub enum Logits {
 impl Model {
     /// Runs `tokens` at positions `cache.len()..` and appends their keys and values to
     /// `cache`. Returns the requested logits.
-    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32], logits: Logits) -> Result<Vec<f32>, ModelError> {
-        let _span = tracing::debug_span!("forward", n_tokens = tokens.len(), pos = cache.len()).entered();
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
+        let _span =
+            tracing::debug_span!("forward", n_tokens = tokens.len(), pos = cache.len()).entered();
         if tokens.is_empty() {
             return Err(ModelError::EmptyBatch);
         }
         let needed = cache.len() + tokens.len();
         if needed > cache.n_ctx() {
-            return Err(ModelError::ContextFull { needed, n_ctx: cache.n_ctx() });
+            return Err(ModelError::ContextFull {
+                needed,
+                n_ctx: cache.n_ctx(),
+            });
         }
         let n_vocab = self.config.n_vocab;
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(ModelError::TokenOutOfRange { token, n_vocab });
         }
-        self.pool.install(|| self.forward_inner(cache, tokens, logits))
+        self.pool
+            .install(|| self.forward_inner(cache, tokens, logits))
     }
 
-    fn forward_inner(&self, cache: &mut KvCache, tokens: &[u32], want: Logits) -> Result<Vec<f32>, ModelError> {
+    fn forward_inner(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        want: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let f = self.file.as_ref();
         let w = &self.weights;
@@ -78,7 +93,8 @@ impl Model {
             let _span = tracing::trace_span!("layer", il).entered();
             // --- attention ---
             h.copy_from_slice(&x);
-            h.chunks_exact_mut(e).for_each(|r| rms_norm(r, &lw.attn_norm, c.rms_eps, off));
+            h.chunks_exact_mut(e)
+                .for_each(|r| rms_norm(r, &lw.attn_norm, c.rms_eps, off));
             match (&lw.wk, &lw.wv) {
                 (Some(wk), Some(wv)) => {
                     matmul(f, &lw.wq, &h, n, &mut q)?;
@@ -97,10 +113,15 @@ impl Model {
             }
             for (buf, bias) in [(&mut q, &lw.bq), (&mut k, &lw.bk), (&mut v, &lw.bv)] {
                 if let Some(b) = bias {
-                    buf.chunks_exact_mut(b.len()).for_each(|r| r.iter_mut().zip(b).for_each(|(x, b)| *x += b));
+                    buf.chunks_exact_mut(b.len())
+                        .for_each(|r| r.iter_mut().zip(b).for_each(|(x, b)| *x += b));
                 }
             }
-            let rope = if c.is_swa(il) { &self.rope_swa } else { &self.rope_global };
+            let rope = if c.is_swa(il) {
+                &self.rope_swa
+            } else {
+                &self.rope_global
+            };
             for (buf, norm) in [(&mut q, &lw.q_norm), (&mut k, &lw.k_norm)] {
                 let dim = buf.len() / n;
                 for (t, row) in buf.chunks_exact_mut(dim).enumerate() {
@@ -125,13 +146,15 @@ impl Model {
             self.attention(window, cache, il, &q, pos0, &mut attn);
             matmul(f, &lw.wo, &attn, n, &mut proj)?;
             if let Some(pn) = &lw.post_attn_norm {
-                proj.chunks_exact_mut(e).for_each(|r| rms_norm(r, pn, c.rms_eps, off));
+                proj.chunks_exact_mut(e)
+                    .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
             }
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
 
             // --- feed-forward ---
             h.copy_from_slice(&x);
-            h.chunks_exact_mut(e).for_each(|r| rms_norm(r, &lw.ffn_norm, c.rms_eps, off));
+            h.chunks_exact_mut(e)
+                .for_each(|r| rms_norm(r, &lw.ffn_norm, c.rms_eps, off));
             matmul(f, lw.gate.as_ref().unwrap_or(&lw.up), &h, n, &mut gate)?;
             if let Some(_g) = &lw.gate {
                 matmul(f, &lw.up, &h, n, &mut up)?;
@@ -146,15 +169,20 @@ impl Model {
                 };
                 let out = &mut act[t * ff..(t + 1) * ff];
                 match c.activation {
-                    Activation::Silu => out.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = silu(g) * u),
-                    Activation::GeluTanh => {
-                        out.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, &u))| *o = gelu_ggml(g) * u)
-                    }
+                    Activation::Silu => out
+                        .iter_mut()
+                        .zip(g.iter().zip(u))
+                        .for_each(|(o, (&g, &u))| *o = silu(g) * u),
+                    Activation::GeluTanh => out
+                        .iter_mut()
+                        .zip(g.iter().zip(u))
+                        .for_each(|(o, (&g, &u))| *o = gelu_ggml(g) * u),
                 }
             }
             matmul(f, &lw.down, &act, n, &mut proj)?;
             if let Some(pn) = &lw.post_ffn_norm {
-                proj.chunks_exact_mut(e).for_each(|r| rms_norm(r, pn, c.rms_eps, off));
+                proj.chunks_exact_mut(e)
+                    .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
             }
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
@@ -167,7 +195,8 @@ impl Model {
             Logits::All => &mut x[..],
         };
         let n_out = rows.len() / e;
-        rows.chunks_exact_mut(e).for_each(|r| rms_norm(r, &w.output_norm, c.rms_eps, off));
+        rows.chunks_exact_mut(e)
+            .for_each(|r| rms_norm(r, &w.output_norm, c.rms_eps, off));
         let mut logits = vec![0.0f32; n_out * c.n_vocab];
         {
             let _span = tracing::debug_span!("output", n_out).entered();
@@ -182,7 +211,15 @@ impl Model {
     /// Causal (and, with a `window`, sliding-window) multi-head attention of the new
     /// queries `q` (one row per token, at positions `pos0..`) over the cached keys and
     /// values `(k, v)`.
-    fn attention(&self, window: Option<usize>, cache: &KvCache, il: usize, q: &[f32], pos0: usize, out: &mut [f32]) {
+    fn attention(
+        &self,
+        window: Option<usize>,
+        cache: &KvCache,
+        il: usize,
+        q: &[f32],
+        pos0: usize,
+        out: &mut [f32],
+    ) {
         let c = &self.config;
         let (kc, vc) = (&cache.k[il][..], &cache.v[il][..]);
         let f16_weights = cache.kv_type == KvType::F16;

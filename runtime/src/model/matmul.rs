@@ -31,8 +31,21 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// Through a method, so closures capture the `Send` wrapper, not the raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `out[t·out_dim + o] = Σ_i W[o, i] · x[t·in_dim + i]` for `t < n_tokens`.
-pub fn matmul(file: &GgufFile, w: &Linear, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), ModelError> {
+pub fn matmul(
+    file: &GgufFile,
+    w: &Linear,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> Result<(), ModelError> {
     let (ind, outd) = (w.in_dim, w.out_dim);
     assert_eq!(x.len(), n_tokens * ind, "matmul input size");
     assert_eq!(out.len(), n_tokens * outd, "matmul output size");
@@ -49,30 +62,38 @@ pub fn matmul(file: &GgufFile, w: &Linear, x: &[f32], n_tokens: usize, out: &mut
         &rounded[..]
     };
     let ptr = OutPtr(out.as_mut_ptr());
-    (0..outd.div_ceil(ROWS_PER_TASK)).into_par_iter().try_for_each(|task| {
-        let ptr = ptr;
-        ROW.with(|row| {
-            let mut row = row.borrow_mut();
-            row.resize(ind, 0.0);
-            let start = task * ROWS_PER_TASK;
-            for o in start..(start + ROWS_PER_TASK).min(outd) {
-                dequantize(ty, &data[o * rb..(o + 1) * rb], &mut row)
-                    .map_err(|source| ModelError::Quant { name: w.info.name.clone(), source })?;
-                for t in 0..n_tokens {
-                    let v = dot(&row, &x[t * ind..(t + 1) * ind]);
-                    // SAFETY: `t < n_tokens` and `o < outd`, so the index is inside `out`
-                    // (length checked above); each (t, o) is written by exactly one task.
-                    unsafe { *ptr.0.add(t * outd + o) = v };
+    (0..outd.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .try_for_each(|task| {
+            ROW.with(|row| {
+                let mut row = row.borrow_mut();
+                row.resize(ind, 0.0);
+                let start = task * ROWS_PER_TASK;
+                for o in start..(start + ROWS_PER_TASK).min(outd) {
+                    dequantize(ty, &data[o * rb..(o + 1) * rb], &mut row).map_err(|source| {
+                        ModelError::Quant {
+                            name: w.info.name.clone(),
+                            source,
+                        }
+                    })?;
+                    for t in 0..n_tokens {
+                        let v = dot(&row, &x[t * ind..(t + 1) * ind]);
+                        // SAFETY: `t < n_tokens` and `o < outd`, so the index is inside `out`
+                        // (length checked above); each (t, o) is written by exactly one task.
+                        unsafe { *ptr.get().add(t * outd + o) = v };
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })
-    })
 }
 
 /// Dequantizes row `row` of `w` (an embedding lookup) into `out`.
 pub fn get_row(file: &GgufFile, w: &Linear, row: usize, out: &mut [f32]) -> Result<(), ModelError> {
     let rb = w.row_bytes();
     let data = &w.data(file)[row * rb..(row + 1) * rb];
-    dequantize(w.ty(), data, out).map_err(|source| ModelError::Quant { name: w.info.name.clone(), source })
+    dequantize(w.ty(), data, out).map_err(|source| ModelError::Quant {
+        name: w.info.name.clone(),
+        source,
+    })
 }

@@ -29,7 +29,11 @@ pub enum ModelError {
     #[error("tensor '{name}' is missing")]
     MissingTensor { name: String },
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("tensor '{name}' has type {ty}, which cannot be used as a weight")]
     UnsupportedWeightType { name: String, ty: GgmlType },
     #[error("tensor '{name}': {source}")]
@@ -65,7 +69,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("path", &self.file.path()).field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Model")
+            .field("path", &self.file.path())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,24 +80,40 @@ impl Model {
     /// Builds the model over an open GGUF file. No weight is copied.
     pub fn load(file: Arc<GgufFile>, opts: &ModelOptions) -> Result<Self, ModelError> {
         let _span = tracing::debug_span!("model_load").entered();
-        let config = ArchConfig::from_metadata(file.as_ref())
-            .map_err(|source| ModelError::Arch { path: file.path().display().to_string(), source })?;
+        let config =
+            ArchConfig::from_metadata(file.as_ref()).map_err(|source| ModelError::Arch {
+                path: file.path().display().to_string(),
+                source,
+            })?;
         let weights = Weights::load(&file, &config)?;
         let r = &config.rope;
         let factors = weights.rope_freqs.as_deref();
         let rope_global = Rope::new(r.style, r.dim, r.base, r.freq_scale, factors);
         let rope_swa = Rope::new(r.style, r.dim, r.base_swa, r.freq_scale, factors);
-        let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("pith-worker-{i}"))
             .build()
             .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
-        Ok(Self { file, config, weights, rope_global, rope_swa, pool })
+        Ok(Self {
+            file,
+            config,
+            weights,
+            rope_global,
+            rope_swa,
+            pool,
+        })
     }
 
     /// Opens `path` (memory-mapped) and loads the model.
-    pub fn open(path: impl AsRef<std::path::Path>, opts: &ModelOptions) -> Result<Self, ModelError> {
+    pub fn open(
+        path: impl AsRef<std::path::Path>,
+        opts: &ModelOptions,
+    ) -> Result<Self, ModelError> {
         Self::load(Arc::new(GgufFile::open(path)?), opts)
     }
 
@@ -156,8 +179,12 @@ pub struct KvCache {
 impl KvCache {
     fn new(c: &ArchConfig, n_ctx: usize, kv_type: KvType) -> Self {
         Self {
-            k: (0..c.n_layer).map(|_| vec![0.0; n_ctx * c.k_dim()]).collect(),
-            v: (0..c.n_layer).map(|_| vec![0.0; n_ctx * c.v_dim()]).collect(),
+            k: (0..c.n_layer)
+                .map(|_| vec![0.0; n_ctx * c.k_dim()])
+                .collect(),
+            v: (0..c.n_layer)
+                .map(|_| vec![0.0; n_ctx * c.v_dim()])
+                .collect(),
             n_ctx,
             len: 0,
             kv_type,

@@ -78,7 +78,8 @@ pub fn gelu_ggml(x: f32) -> f32 {
 
 /// Rounds every value to the nearest f16 (round-to-nearest-even), in place.
 pub fn round_f16(x: &mut [f32]) {
-    x.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+    x.iter_mut()
+        .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
 }
 
 /// In-place numerically stable softmax.
@@ -108,7 +109,13 @@ pub struct Rope {
 
 impl Rope {
     /// `factors` are Llama 3 / Phi-3 frequency factors (`rope_freqs.weight`), one per pair.
-    pub fn new(style: RopeStyle, dim: usize, base: f32, freq_scale: f32, factors: Option<&[f32]>) -> Self {
+    pub fn new(
+        style: RopeStyle,
+        dim: usize,
+        base: f32,
+        freq_scale: f32,
+        factors: Option<&[f32]>,
+    ) -> Self {
         let theta_scale = base.powf(-2.0 / dim as f32);
         let mut theta = 1.0f32;
         let mut inv_freq = Vec::with_capacity(dim / 2);
@@ -117,7 +124,11 @@ impl Rope {
             inv_freq.push(theta / f * freq_scale);
             theta *= theta_scale;
         }
-        Self { style, dim, inv_freq }
+        Self {
+            style,
+            dim,
+            inv_freq,
+        }
     }
 
     /// Rotates one head vector `x` (length ≥ `dim`) for position `pos` in place.
@@ -145,7 +156,11 @@ mod tests {
     fn dot_matches_naive() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let naive: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-5);
     }
 

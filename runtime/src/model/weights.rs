@@ -79,33 +79,69 @@ impl Loader<'_> {
     fn check_dims(&self, info: &TensorInfo, expected: &[usize]) -> Result<(), ModelError> {
         let found: Vec<usize> = info.dims.iter().map(|&d| d as usize).collect();
         if found != expected {
-            return Err(ModelError::ShapeMismatch { name: info.name.clone(), expected: expected.to_vec(), found });
+            return Err(ModelError::ShapeMismatch {
+                name: info.name.clone(),
+                expected: expected.to_vec(),
+                found,
+            });
         }
         Ok(())
     }
 
-    fn opt_linear(&self, name: &str, in_dim: usize, out_dim: usize) -> Result<Option<Linear>, ModelError> {
-        let Some(info) = self.info(name)? else { return Ok(None) };
+    fn opt_linear(
+        &self,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<Option<Linear>, ModelError> {
+        let Some(info) = self.info(name)? else {
+            return Ok(None);
+        };
         self.check_dims(info, &[in_dim, out_dim])?;
-        if matches!(info.ty, GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64 | GgmlType::Q8K | GgmlType::Q8_1) {
-            return Err(ModelError::UnsupportedWeightType { name: name.into(), ty: info.ty });
+        if matches!(
+            info.ty,
+            GgmlType::I8
+                | GgmlType::I16
+                | GgmlType::I32
+                | GgmlType::I64
+                | GgmlType::F64
+                | GgmlType::Q8K
+                | GgmlType::Q8_1
+        ) {
+            return Err(ModelError::UnsupportedWeightType {
+                name: name.into(),
+                ty: info.ty,
+            });
         }
-        Ok(Some(Linear { info: info.clone(), in_dim, out_dim }))
+        Ok(Some(Linear {
+            info: info.clone(),
+            in_dim,
+            out_dim,
+        }))
     }
 
     fn linear(&self, name: &str, in_dim: usize, out_dim: usize) -> Result<Linear, ModelError> {
-        self.opt_linear(name, in_dim, out_dim)?.ok_or_else(|| ModelError::MissingTensor { name: name.into() })
+        self.opt_linear(name, in_dim, out_dim)?
+            .ok_or_else(|| ModelError::MissingTensor { name: name.into() })
     }
 
     fn opt_vector(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
-        let Some(info) = self.info(name)? else { return Ok(None) };
+        let Some(info) = self.info(name)? else {
+            return Ok(None);
+        };
         self.check_dims(info, &[len])?;
         let data = self.file.view(info).data;
-        dequantize_to_vec(info.ty, data).map(Some).map_err(|source| ModelError::Quant { name: name.into(), source })
+        dequantize_to_vec(info.ty, data)
+            .map(Some)
+            .map_err(|source| ModelError::Quant {
+                name: name.into(),
+                source,
+            })
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
-        self.opt_vector(name, len)?.ok_or_else(|| ModelError::MissingTensor { name: name.into() })
+        self.opt_vector(name, len)?
+            .ok_or_else(|| ModelError::MissingTensor { name: name.into() })
     }
 }
 
@@ -115,13 +151,19 @@ impl Weights {
         let l = Loader { file };
         let e = c.n_embd;
         let token_embd = l.linear("token_embd.weight", e, c.n_vocab)?;
-        let output = l.opt_linear("output.weight", e, c.n_vocab)?.unwrap_or_else(|| token_embd.clone());
+        let output = l
+            .opt_linear("output.weight", e, c.n_vocab)?
+            .unwrap_or_else(|| token_embd.clone());
         let rope_freqs = l.opt_vector("rope_freqs.weight", c.rope.dim / 2)?;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}");
             let (wq, wk, wv) = if c.fused_qkv {
-                (l.linear(&n("attn_qkv.weight"), e, c.q_dim() + c.k_dim() + c.v_dim())?, None, None)
+                (
+                    l.linear(&n("attn_qkv.weight"), e, c.q_dim() + c.k_dim() + c.v_dim())?,
+                    None,
+                    None,
+                )
             } else {
                 (
                     l.linear(&n("attn_q.weight"), e, c.q_dim())?,
@@ -132,10 +174,25 @@ impl Weights {
             let (gate, up) = if c.fused_gate_up {
                 (None, l.linear(&n("ffn_up.weight"), e, 2 * c.n_ff)?)
             } else {
-                (Some(l.linear(&n("ffn_gate.weight"), e, c.n_ff)?), l.linear(&n("ffn_up.weight"), e, c.n_ff)?)
+                (
+                    Some(l.linear(&n("ffn_gate.weight"), e, c.n_ff)?),
+                    l.linear(&n("ffn_up.weight"), e, c.n_ff)?,
+                )
             };
-            let post = |name: &str| if c.post_norms { l.vector(&n(name), e).map(Some) } else { Ok(None) };
-            let qk = |name: &str| if c.qk_norm { l.vector(&n(name), c.head_dim).map(Some) } else { Ok(None) };
+            let post = |name: &str| {
+                if c.post_norms {
+                    l.vector(&n(name), e).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let qk = |name: &str| {
+                if c.qk_norm {
+                    l.vector(&n(name), c.head_dim).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(LayerWeights {
                 attn_norm: l.vector(&n("attn_norm.weight"), e)?,
                 wq,
@@ -155,6 +212,12 @@ impl Weights {
                 post_ffn_norm: post("post_ffw_norm.weight")?,
             });
         }
-        Ok(Self { token_embd, output_norm: l.vector("output_norm.weight", e)?, output, rope_freqs, layers })
+        Ok(Self {
+            token_embd,
+            output_norm: l.vector("output_norm.weight", e)?,
+            output,
+            rope_freqs,
+            layers,
+        })
     }
 }

@@ -74,7 +74,11 @@ pub mod ggml {
     pub fn nbytes(type_id: u32, dims: &[u64]) -> u64 {
         let (block, size) = geometry(type_id).expect("known ggml type");
         let n: u64 = dims.iter().product();
-        assert_eq!(n % block, 0, "element count is not a multiple of the block size");
+        assert_eq!(
+            n % block,
+            0,
+            "element count is not a multiple of the block size"
+        );
         n / block * size
     }
 }
@@ -278,7 +282,11 @@ impl Default for GgufBuilder {
 impl GgufBuilder {
     /// An empty version-3 file.
     pub fn new() -> Self {
-        Self { version: 3, kvs: Vec::new(), tensors: Vec::new() }
+        Self {
+            version: 3,
+            kvs: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
     pub fn version(mut self, v: u32) -> Self {
         self.version = v;
@@ -292,8 +300,15 @@ impl GgufBuilder {
     pub fn tensor(mut self, name: &str, dims: &[u64], type_id: u32) -> Self {
         let n = ggml::nbytes(type_id, dims) as usize;
         let seed = self.tensors.len() as u8;
-        let data = (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
-        self.tensors.push(TensorSpec { name: name.to_owned(), dims: dims.to_vec(), type_id, data });
+        let data = (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect();
+        self.tensors.push(TensorSpec {
+            name: name.to_owned(),
+            dims: dims.to_vec(),
+            type_id,
+            data,
+        });
         self
     }
 
@@ -309,7 +324,11 @@ impl GgufBuilder {
     pub fn build(&self) -> Built {
         let align = self.alignment();
         let mut w = Bytes::new();
-        w.header(self.version, self.tensors.len() as u64, self.kvs.len() as u64);
+        w.header(
+            self.version,
+            self.tensors.len() as u64,
+            self.kvs.len() as u64,
+        );
         for (i, (k, v)) in self.kvs.iter().enumerate() {
             w.mark(format!("kv[{i}].key")).str(k);
             w.mark(format!("kv[{i}].type")).u32(v.type_id());
@@ -320,7 +339,8 @@ impl GgufBuilder {
         let mut next = 0u64;
         for (i, t) in self.tensors.iter().enumerate() {
             w.mark(format!("tensor[{i}].name")).str(&t.name);
-            w.mark(format!("tensor[{i}].n_dims")).u32(t.dims.len() as u32);
+            w.mark(format!("tensor[{i}].n_dims"))
+                .u32(t.dims.len() as u32);
             w.mark(format!("tensor[{i}].dims"));
             for &d in &t.dims {
                 w.u64(d);
@@ -343,7 +363,12 @@ impl GgufBuilder {
         if !self.tensors.is_empty() {
             w.pad_to(align);
         }
-        Built { bytes: w, data_offset, rel_offsets, alignment: align }
+        Built {
+            bytes: w,
+            data_offset,
+            rel_offsets,
+            alignment: align,
+        }
     }
 }
 

@@ -39,13 +39,27 @@ pub fn array_eq(got: &Array, elem: u32, items: &[MetaValue]) -> bool {
         (Array::I32(v), ty::I32) => all(v, items, |a, b| matches!(b, MetaValue::I32(x) if x == a)),
         (Array::U64(v), ty::U64) => all(v, items, |a, b| matches!(b, MetaValue::U64(x) if x == a)),
         (Array::I64(v), ty::I64) => all(v, items, |a, b| matches!(b, MetaValue::I64(x) if x == a)),
-        (Array::F32(v), ty::F32) => all(v, items, |a, b| matches!(b, MetaValue::F32(x) if x.to_bits() == a.to_bits())),
-        (Array::F64(v), ty::F64) => all(v, items, |a, b| matches!(b, MetaValue::F64(x) if x.to_bits() == a.to_bits())),
-        (Array::Bool(v), ty::BOOL) => all(v, items, |a, b| matches!(b, MetaValue::Bool(x) if x == a)),
-        (Array::String(v), ty::STRING) => all(v, items, |a, b| matches!(b, MetaValue::String(x) if x == a)),
-        (Array::Array(v), ty::ARRAY) => {
-            all(v, items, |a, b| matches!(b, MetaValue::Array(e, xs) if array_eq(a, *e, xs)))
+        (Array::F32(v), ty::F32) => all(
+            v,
+            items,
+            |a, b| matches!(b, MetaValue::F32(x) if x.to_bits() == a.to_bits()),
+        ),
+        (Array::F64(v), ty::F64) => all(
+            v,
+            items,
+            |a, b| matches!(b, MetaValue::F64(x) if x.to_bits() == a.to_bits()),
+        ),
+        (Array::Bool(v), ty::BOOL) => {
+            all(v, items, |a, b| matches!(b, MetaValue::Bool(x) if x == a))
         }
+        (Array::String(v), ty::STRING) => {
+            all(v, items, |a, b| matches!(b, MetaValue::String(x) if x == a))
+        }
+        (Array::Array(v), ty::ARRAY) => all(
+            v,
+            items,
+            |a, b| matches!(b, MetaValue::Array(e, xs) if array_eq(a, *e, xs)),
+        ),
         _ => false,
     }
 }

@@ -15,5 +15,6 @@ use std::path::PathBuf;
 /// defaulting to `$HOME/.cache/pith`), fetched through the catalog on first use. Panics
 /// with the reason when it cannot be had.
 pub fn gemma_path() -> PathBuf {
-    pith_models::fetch::resolve_model(None).unwrap_or_else(|e| panic!("the real model is not available: {e}"))
+    pith_models::fetch::resolve_model(None)
+        .unwrap_or_else(|e| panic!("the real model is not available: {e}"))
 }
