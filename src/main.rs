@@ -165,6 +165,7 @@ fn run(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
     let engine = Engine::open(&path, &ModelOptions { threads: a.threads })?;
     let load = t0.elapsed();
+    let rss_loaded = rss_mib();
     let params = GenerateParams {
         max_tokens: a.n_predict,
         sampler: SamplerConfig {
@@ -201,7 +202,7 @@ fn run(a: RunArgs) -> Result<()> {
     }
     let _ = writeln!(out);
     eprintln!(
-        "\nload: {:.2} s | prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | finish: {} | threads: {}",
+        "\nload: {:.2} s | prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | finish: {} | threads: {} | rss: {} after load, {} at end",
         load.as_secs_f64(),
         stats.prompt_tokens,
         stats.prompt_tps(),
@@ -209,8 +210,23 @@ fn run(a: RunArgs) -> Result<()> {
         stats.gen_tps(),
         stats.finish_reason.as_str(),
         engine.model.threads(),
+        rss_loaded.map_or("?".into(), |m| format!("{m:.0} MiB")),
+        rss_mib().map_or("?".into(), |m| format!("{m:.0} MiB")),
     );
     Ok(())
+}
+
+/// Resident set size of this process (Linux: `VmRSS` in `/proc/self/status`).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 fn fetch_cmd(a: FetchArgs) -> Result<()> {

@@ -211,6 +211,11 @@ fn llama3_f32_matches_llama_cpp() {
 }
 
 #[test]
+fn qwen2_f32_with_qkv_bias_matches_llama_cpp() {
+    strict("qwen2-f32");
+}
+
+#[test]
 fn qwen3_f32_matches_llama_cpp() {
     strict("qwen3-f32");
 }
