@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pith_models::fetch::{self, FetchOptions};
 use pith_runtime::generate::{Engine, GenerateParams};
-use pith_runtime::model::{KvType, ModelOptions};
+use pith_runtime::model::{KvType, ModelOptions, Numerics};
 use pith_runtime::sampler::SamplerConfig;
 
 /// pith: edge inference runtime and distillation toolkit.
@@ -86,6 +86,10 @@ struct RunArgs {
     /// KV cache type: f16 or f32.
     #[arg(long, default_value = "f16")]
     kv_type: KvType,
+    /// Numerics: `ggml` rounds activations as llama.cpp's CPU backend does (logits track
+    /// llama.cpp); `exact` keeps f32 activations (the reference, matches transformers).
+    #[arg(long, default_value = "ggml")]
+    numerics: Numerics,
     /// Treat special-token text in the prompt (e.g. `<start_of_turn>`) as plain text.
     #[arg(long)]
     no_parse_special: bool,
@@ -163,7 +167,13 @@ pub(crate) fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
 fn run(a: RunArgs) -> Result<()> {
     let path = resolve_model(a.model.as_deref())?;
     let t0 = Instant::now();
-    let engine = Engine::open(&path, &ModelOptions { threads: a.threads })?;
+    let engine = Engine::open(
+        &path,
+        &ModelOptions {
+            threads: a.threads,
+            numerics: a.numerics,
+        },
+    )?;
     let load = t0.elapsed();
     let rss_loaded = rss_mib();
     let params = GenerateParams {

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::matmul::{get_row, matmul};
 use super::ops::round_f16;
-use super::ops::{axpy, dot, gelu_ggml, rms_norm, silu, softmax};
-use super::{KvCache, KvType, Model, ModelError};
+use super::ops::{axpy, dot, gelu_ggml, gelu_tanh, rms_norm, silu, softmax};
+use super::{KvCache, KvType, Model, ModelError, Numerics};
 
 /// Which logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,7 @@ impl Model {
     ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let f = self.file.as_ref();
+        let nm = self.numerics;
         let w = &self.weights;
         let n = tokens.len();
         let e = c.n_embd;
@@ -89,6 +90,10 @@ impl Model {
         let mut up = vec![0.0f32; if c.fused_gate_up { 0 } else { n * c.n_ff }];
         let mut act = vec![0.0f32; n * c.n_ff];
 
+        let gelu = match nm {
+            Numerics::Ggml => gelu_ggml,
+            Numerics::Exact => gelu_tanh,
+        };
         for (il, lw) in w.layers.iter().enumerate() {
             let _span = tracing::trace_span!("layer", il).entered();
             // --- attention ---
@@ -97,13 +102,13 @@ impl Model {
                 .for_each(|r| rms_norm(r, &lw.attn_norm, c.rms_eps, off));
             match (&lw.wk, &lw.wv) {
                 (Some(wk), Some(wv)) => {
-                    matmul(f, &lw.wq, &h, n, &mut q)?;
-                    matmul(f, wk, &h, n, &mut k)?;
-                    matmul(f, wv, &h, n, &mut v)?;
+                    matmul(f, nm, &lw.wq, &h, n, &mut q)?;
+                    matmul(f, nm, wk, &h, n, &mut k)?;
+                    matmul(f, nm, wv, &h, n, &mut v)?;
                 }
                 _ => {
                     let mut qkv = vec![0.0f32; n * (qd + kd + vd)];
-                    matmul(f, &lw.wq, &h, n, &mut qkv)?;
+                    matmul(f, nm, &lw.wq, &h, n, &mut qkv)?;
                     for (t, row) in qkv.chunks_exact(qd + kd + vd).enumerate() {
                         q[t * qd..(t + 1) * qd].copy_from_slice(&row[..qd]);
                         k[t * kd..(t + 1) * kd].copy_from_slice(&row[qd..qd + kd]);
@@ -144,7 +149,7 @@ impl Model {
             }
             let window = if c.is_swa(il) { c.sliding_window } else { None };
             self.attention(window, cache, il, &q, pos0, &mut attn);
-            matmul(f, &lw.wo, &attn, n, &mut proj)?;
+            matmul(f, nm, &lw.wo, &attn, n, &mut proj)?;
             if let Some(pn) = &lw.post_attn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
@@ -155,9 +160,9 @@ impl Model {
             h.copy_from_slice(&x);
             h.chunks_exact_mut(e)
                 .for_each(|r| rms_norm(r, &lw.ffn_norm, c.rms_eps, off));
-            matmul(f, lw.gate.as_ref().unwrap_or(&lw.up), &h, n, &mut gate)?;
+            matmul(f, nm, lw.gate.as_ref().unwrap_or(&lw.up), &h, n, &mut gate)?;
             if let Some(_g) = &lw.gate {
-                matmul(f, &lw.up, &h, n, &mut up)?;
+                matmul(f, nm, &lw.up, &h, n, &mut up)?;
             }
             let ff = c.n_ff;
             for t in 0..n {
@@ -176,10 +181,10 @@ impl Model {
                     Activation::GeluTanh => out
                         .iter_mut()
                         .zip(g.iter().zip(u))
-                        .for_each(|(o, (&g, &u))| *o = gelu_ggml(g) * u),
+                        .for_each(|(o, (&g, &u))| *o = gelu(g) * u),
                 }
             }
-            matmul(f, &lw.down, &act, n, &mut proj)?;
+            matmul(f, nm, &lw.down, &act, n, &mut proj)?;
             if let Some(pn) = &lw.post_ffn_norm {
                 proj.chunks_exact_mut(e)
                     .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
@@ -200,7 +205,7 @@ impl Model {
         let mut logits = vec![0.0f32; n_out * c.n_vocab];
         {
             let _span = tracing::debug_span!("output", n_out).entered();
-            matmul(f, &w.output, rows, n_out, &mut logits)?;
+            matmul(f, nm, &w.output, rows, n_out, &mut logits)?;
         }
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::actq::round_for;
 use super::ops::dot;
 use super::weights::Linear;
-use super::ModelError;
+use super::{ModelError, Numerics};
 use crate::gguf::GgufFile;
 use crate::quant::{dequantize, GgmlType};
 
@@ -39,8 +39,12 @@ impl OutPtr {
 }
 
 /// `out[t·out_dim + o] = Σ_i W[o, i] · x[t·in_dim + i]` for `t < n_tokens`.
+///
+/// With [`Numerics::Ggml`] the activations are first rounded the way ggml quantizes them
+/// for this weight type (see `actq.rs`); with [`Numerics::Exact`] they are used as is.
 pub fn matmul(
     file: &GgufFile,
+    numerics: Numerics,
     w: &Linear,
     x: &[f32],
     n_tokens: usize,
@@ -53,7 +57,7 @@ pub fn matmul(
     let rb = w.row_bytes();
     let ty = w.ty();
     let rounded;
-    let x = if matches!(ty, GgmlType::F32) {
+    let x = if matches!(ty, GgmlType::F32) || numerics == Numerics::Exact {
         x
     } else {
         let mut r = x.to_vec();

@@ -48,12 +48,38 @@ pub enum ModelError {
     ThreadPool(String),
 }
 
+/// How the forward pass rounds intermediate values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// As llama.cpp's CPU backend (the default): activations are rounded to Q8_0/Q8_1/Q8_K
+    /// (or f16/bf16) before each quantized (f16/bf16) matmul, and GELU goes through an
+    /// f16 table, so logits track llama.cpp's.
+    #[default]
+    Ggml,
+    /// Exact f32 activations against the dequantized weights: the reference that
+    /// matches a float32 implementation such as Hugging Face transformers.
+    Exact,
+}
+
+impl std::str::FromStr for Numerics {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ggml" => Ok(Numerics::Ggml),
+            "exact" => Ok(Numerics::Exact),
+            _ => Err(format!("unknown numerics '{s}' (expected ggml or exact)")),
+        }
+    }
+}
+
 /// Options for [`Model::load`].
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
     /// Worker threads for the forward pass. Default (`None`): the number of available
     /// CPUs.
     pub threads: Option<usize>,
+    /// Rounding of intermediate values. Default: [`Numerics::Ggml`].
+    pub numerics: Numerics,
 }
 
 /// A loaded model: the GGUF file, its configuration and the located weights.
@@ -64,6 +90,7 @@ pub struct Model {
     /// Rope tables for global layers and for sliding-window layers.
     rope_global: Rope,
     rope_swa: Rope,
+    numerics: Numerics,
     pool: rayon::ThreadPool,
 }
 
@@ -105,6 +132,7 @@ impl Model {
             weights,
             rope_global,
             rope_swa,
+            numerics: opts.numerics,
             pool,
         })
     }
@@ -125,6 +153,10 @@ impl Model {
     }
     pub fn weights(&self) -> &Weights {
         &self.weights
+    }
+    /// How this model rounds intermediate values.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
     }
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
