@@ -138,13 +138,11 @@ impl Model {
                     }
                 }
             }
-            cache.k[il][pos0 * kd..(pos0 + n) * kd].copy_from_slice(&k);
-            cache.v[il][pos0 * vd..(pos0 + n) * vd].copy_from_slice(&v);
+            cache.k[il].write(pos0 * kd, &k);
+            cache.v[il].write(pos0 * vd, &v);
             if cache.kv_type == KvType::F16 {
-                // An f16 cache stores rounded keys and values; ggml then multiplies them
-                // with f16-rounded queries and attention weights (`vec_dot_f16`).
-                round_f16(&mut cache.k[il][pos0 * kd..(pos0 + n) * kd]);
-                round_f16(&mut cache.v[il][pos0 * vd..(pos0 + n) * vd]);
+                // ggml multiplies an f16 cache with f16-rounded queries and attention
+                // weights (`vec_dot_f16`).
                 round_f16(&mut q);
             }
             let window = if c.is_swa(il) { c.sliding_window } else { None };
@@ -226,7 +224,7 @@ impl Model {
         out: &mut [f32],
     ) {
         let c = &self.config;
-        let (kc, vc) = (&cache.k[il][..], &cache.v[il][..]);
+        let (kc, vc) = (&cache.k[il], &cache.v[il]);
         let f16_weights = cache.kv_type == KvType::F16;
         let (hd, hdv) = (c.head_dim, c.head_dim_v);
         let (kd, vd) = (c.k_dim(), c.v_dim());
@@ -238,9 +236,10 @@ impl Model {
             // llama.cpp masks key position p0 for query p1 when p1 - p0 >= n_swa.
             let start = window.map_or(0, |w| (p + 1).saturating_sub(w));
             let qh = &q[t * c.q_dim() + head * hd..][..hd];
+            let mut row = vec![0.0f32; hd.max(hdv)];
             let mut scores: Vec<f32> = (start..=p)
                 .map(|j| {
-                    let s = dot(qh, &kc[j * kd + kvh * hd..][..hd]) * c.attn_scale;
+                    let s = dot(qh, kc.read(j * kd + kvh * hd, hd, &mut row)) * c.attn_scale;
                     match c.attn_logit_softcap {
                         Some(cap) => (s / cap).tanh() * cap,
                         None => s,
@@ -253,7 +252,7 @@ impl Model {
             }
             o.fill(0.0);
             for (j, &s) in (start..=p).zip(&scores) {
-                axpy(s, &vc[j * vd + kvh * hdv..][..hdv], o);
+                axpy(s, vc.read(j * vd + kvh * hdv, hdv, &mut row), o);
             }
         });
     }

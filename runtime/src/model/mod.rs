@@ -178,7 +178,7 @@ impl Model {
 /// Element type of the KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvType {
-    /// Keys and values rounded to f16, as llama.cpp's default cache (the default).
+    /// Keys and values stored as f16, as llama.cpp's default cache (the default).
     #[default]
     F16,
     /// Full f32 keys and values.
@@ -196,13 +196,57 @@ impl std::str::FromStr for KvType {
     }
 }
 
+/// One layer's keys or values, `[n_ctx, width]` row-major by position.
+#[derive(Debug, Clone)]
+enum KvBuf {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+impl KvBuf {
+    fn new(kv_type: KvType, len: usize) -> Self {
+        match kv_type {
+            KvType::F32 => KvBuf::F32(vec![0.0; len]),
+            KvType::F16 => KvBuf::F16(vec![half::f16::ZERO; len]),
+        }
+    }
+
+    /// Stores `src` at element offset `at` (rounding to f16 for an f16 cache).
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            KvBuf::F32(v) => v[at..at + src.len()].copy_from_slice(src),
+            KvBuf::F16(v) => v[at..at + src.len()]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(d, &s)| *d = half::f16::from_f32(s)),
+        }
+    }
+
+    /// `len` values from element offset `at`, as f32: borrowed for an f32 cache,
+    /// converted into `scratch` for an f16 one.
+    #[inline]
+    fn read<'a>(&'a self, at: usize, len: usize, scratch: &'a mut [f32]) -> &'a [f32] {
+        match self {
+            KvBuf::F32(v) => &v[at..at + len],
+            KvBuf::F16(v) => {
+                let out = &mut scratch[..len];
+                out.iter_mut()
+                    .zip(&v[at..at + len])
+                    .for_each(|(d, s)| *d = s.to_f32());
+                out
+            }
+        }
+    }
+}
+
 /// Keys and values of every layer for positions `0..len`.
 ///
-/// Layout per layer: `[n_ctx, n_head_kv · head_dim]`, row-major by position.
+/// Layout per layer: `[n_ctx, n_head_kv · head_dim]`, row-major by position, in f16
+/// (default, half the memory, as llama.cpp) or f32.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<KvBuf>,
+    v: Vec<KvBuf>,
     n_ctx: usize,
     len: usize,
     kv_type: KvType,
@@ -212,15 +256,35 @@ impl KvCache {
     fn new(c: &ArchConfig, n_ctx: usize, kv_type: KvType) -> Self {
         Self {
             k: (0..c.n_layer)
-                .map(|_| vec![0.0; n_ctx * c.k_dim()])
+                .map(|_| KvBuf::new(kv_type, n_ctx * c.k_dim()))
                 .collect(),
             v: (0..c.n_layer)
-                .map(|_| vec![0.0; n_ctx * c.v_dim()])
+                .map(|_| KvBuf::new(kv_type, n_ctx * c.v_dim()))
                 .collect(),
             n_ctx,
             len: 0,
             kv_type,
         }
+    }
+    /// Element type of the cache.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+    /// Bytes held by the cache.
+    pub fn size_bytes(&self) -> usize {
+        let el = match self.kv_type {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|b| match b {
+                KvBuf::F32(v) => v.len(),
+                KvBuf::F16(v) => v.len(),
+            })
+            .sum::<usize>()
+            * el
     }
     /// Positions filled so far (the position of the next token).
     pub fn len(&self) -> usize {
