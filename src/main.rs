@@ -1,5 +1,6 @@
 //! `pith`: the command-line front end. Thin: parses flags, calls the libraries, prints.
 
+mod bench;
 mod info;
 
 use std::io::Write;
@@ -11,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pith_models::fetch::{self, FetchOptions};
 use pith_runtime::generate::{Engine, GenerateParams};
+use pith_runtime::memory::LoadMode;
 use pith_runtime::model::{KvType, ModelOptions, Numerics};
 use pith_runtime::sampler::SamplerConfig;
 
@@ -32,6 +34,8 @@ enum Command {
     Fetch(FetchArgs),
     /// List the models in the catalog.
     Models,
+    /// Measure prompt and generation throughput, as llama.cpp's llama-bench.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +94,13 @@ struct RunArgs {
     /// llama.cpp); `exact` keeps f32 activations (the reference, matches transformers).
     #[arg(long, default_value = "ggml")]
     numerics: Numerics,
+    /// Read the model into memory instead of memory-mapping it (for filesystems where
+    /// mmap is slow).
+    #[arg(long)]
+    no_mmap: bool,
+    /// Lock the model's pages in RAM so they are never paged out (needs `ulimit -l`).
+    #[arg(long)]
+    mlock: bool,
     /// Treat special-token text in the prompt (e.g. `<start_of_turn>`) as plain text.
     #[arg(long)]
     no_parse_special: bool,
@@ -123,11 +134,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(bench::expand_llama_flags(std::env::args_os()));
     let result = match cli.command {
         Command::Run(a) => run(a),
         Command::Info(a) => info::info(&a.model, a.all_metadata),
         Command::Fetch(a) => fetch_cmd(a),
+        Command::Bench(a) => bench::bench(a),
         Command::Models => {
             list_models();
             Ok(())
@@ -167,13 +179,17 @@ pub(crate) fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
 fn run(a: RunArgs) -> Result<()> {
     let path = resolve_model(a.model.as_deref())?;
     let t0 = Instant::now();
-    let engine = Engine::open(
-        &path,
-        &ModelOptions {
-            threads: a.threads,
-            numerics: a.numerics,
-        },
-    )?;
+    let mode = LoadMode {
+        no_mmap: a.no_mmap,
+        mlock: a.mlock,
+    };
+    let opts = ModelOptions {
+        threads: a.threads,
+        numerics: a.numerics,
+    };
+    let engine = Engine::open_with(&path, &opts, mode)?;
+    let n_ctx = a.ctx.min(engine.model.config().context_length);
+    engine.check_memory(n_ctx, a.kv_type)?;
     let load = t0.elapsed();
     let rss_loaded = rss_mib();
     let params = GenerateParams {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::gguf::GgufFile;
+use crate::memory::{available_bytes, check_fits, open_with, LoadError, LoadMode, OutOfMemory};
 use crate::model::{KvType, Logits, Model, ModelError, ModelOptions};
 use crate::sampler::{Sampler, SamplerConfig, StopMatcher};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -28,6 +29,10 @@ pub enum GenerateError {
     PromptTooLong { n_prompt: usize, n_ctx: usize },
     #[error("the prompt is empty after tokenization (and the model adds no BOS token)")]
     EmptyPrompt,
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
+    #[error(transparent)]
+    Load(#[from] LoadError),
 }
 
 /// Why generation ended (OpenAI's `finish_reason`).
@@ -115,8 +120,49 @@ pub struct Engine {
 impl Engine {
     /// Opens a GGUF file (memory-mapped) and builds the model and tokenizer.
     pub fn open(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Self, GenerateError> {
-        let file = Arc::new(GgufFile::open(path.as_ref()).map_err(ModelError::from)?);
+        Self::open_with(path, opts, LoadMode::default())
+    }
+
+    /// Opens a GGUF file as `mode` says (mmap or read, optionally `mlock`ed).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        opts: &ModelOptions,
+        mode: LoadMode,
+    ) -> Result<Self, GenerateError> {
+        let file = Arc::new(open_with(path.as_ref(), mode)?);
         Self::from_file(file, opts)
+    }
+
+    /// KV cache bytes per context token for `kv_type`.
+    pub fn kv_bytes_per_token(&self, kv_type: KvType) -> u64 {
+        let c = self.model.config();
+        let el = match kv_type {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        (c.n_layer * (c.k_dim() + c.v_dim()) * el) as u64
+    }
+
+    /// Refuses, with the figures, when the weights plus a KV cache of `n_ctx` tokens do
+    /// not fit in the memory the kernel reports available. Memory-mapped weights count
+    /// (they must stay in the page cache); weights already read into memory do not (they
+    /// are no longer part of what is available). Passes where availability is unknown.
+    pub fn check_memory(&self, n_ctx: usize, kv_type: KvType) -> Result<(), OutOfMemory> {
+        let Some(available) = available_bytes() else {
+            return Ok(());
+        };
+        let file = self.model.file();
+        let model_bytes = if file.is_mmapped() && !file.is_locked() {
+            file.len()
+        } else {
+            0
+        };
+        check_fits(
+            model_bytes,
+            self.kv_bytes_per_token(kv_type),
+            n_ctx,
+            available,
+        )
     }
 
     /// Builds the engine over an open file.

@@ -6,6 +6,8 @@
 
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod quant;
 pub mod sampler;

@@ -284,6 +284,39 @@ fn quantized_small_models_track_llama_cpp() {
     }
 }
 
+/// The real Gemma 3 270M's weights, dequantized to an all-F32 GGUF by the `gguf` package
+/// (`tests/py/dequantize_gguf.py`, regenerated here and checked by sha256), against
+/// llama.cpp on that same file: with F32 weights llama.cpp does not quantize activations,
+/// so the strict bounds apply: top-5 the same and in order, log-probs within 0.05, and
+/// identical 32-token greedy continuations on all six prompts (one crosses the 512-token
+/// sliding window).
+#[test]
+fn gemma3_270m_f32_weights_match_llama_cpp() {
+    let g = golden("tests/golden/logits/gemma3-270m-f32.json");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let f32_path = dir.path().join("gemma-3-270m-f32.gguf");
+    let script = repo_root().join("tests/py/dequantize_gguf.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(common::gemma_path())
+        .arg(&f32_path)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = run_golden(&f32_path, &g, 32);
+    assert_eq!(results.len(), 6);
+    for r in &results {
+        assert!(r.top5_same_order, "{}: top-5 ids differ from llama.cpp", r.name);
+        assert!(r.max_diff <= 0.05, "{}: log-prob differs by {}", r.name, r.max_diff);
+        assert_eq!(r.greedy_divergence, None, "{}: greedy continuation differs from llama.cpp", r.name);
+    }
+}
+
 /// The real Gemma 3 270M Q4_K_M against Hugging Face transformers' `Gemma3ForCausalLM`
 /// (float32, same dequantized weights; `tests/golden/hf`), with pith's exact numerics:
 /// top-5 the same and in order, log-probs within 0.05 (measured ≤ 1e-4), and identical

@@ -41,6 +41,7 @@ pub struct GgufFile {
     header: Header,
     meta_index: HashMap<String, usize>,
     tensor_index: HashMap<String, usize>,
+    locked: std::sync::atomic::AtomicBool,
 }
 
 /// A zero-copy view of one tensor's data.
@@ -137,6 +138,7 @@ impl GgufFile {
             header,
             meta_index,
             tensor_index,
+            locked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -160,6 +162,21 @@ impl GgufFile {
     pub fn is_mmapped(&self) -> bool {
         matches!(self.storage, Storage::Mmap(_))
     }
+    /// Whether the mapped pages have been locked in memory (see [`GgufFile::lock`]).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Locks the mapped pages in RAM (`mlock`); a no-op for a file read into memory.
+    pub fn lock(&self) -> std::io::Result<()> {
+        if let Storage::Mmap(m) = &self.storage {
+            m.lock()?;
+            self.locked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// The underlying map, for `mlock` or `madvise`.
     pub fn mmap(&self) -> Option<&memmap2::Mmap> {
         match &self.storage {
