@@ -1,7 +1,8 @@
 //! Kernel micro-benchmarks, per quant type, at the kernel level this process selects
 //! (`PITH_FORCE_KERNELS` pins one; the level is part of each benchmark's name):
 //!
-//! - `vec_dot/<level>/<type>`: one weight row · quantized activations, 4096 elements;
+//! - `vec_dot/<level>/<type>`: one weight row · quantized activations, 4096 elements, for
+//!   the scalar reference and for the selected level;
 //! - `quantize_activation/<level>/<act type>`: one 4096-element activation row;
 //! - `dequantize/<type>`: the reference dequantizer, 4096 elements.
 //!
@@ -58,20 +59,35 @@ fn activations(n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The dot-product entry points to compare: the scalar reference always, and the level
+/// this process selected when it is not scalar.
+fn dot_levels() -> Vec<(String, DotFn)> {
+    let mut v: Vec<(String, DotFn)> = vec![("scalar".into(), kernels::vec_dot_scalar)];
+    let active = kernels::active_level();
+    if active != kernels::KernelLevel::Scalar {
+        v.push((format!("{active:?}").to_lowercase(), vec_dot));
+    }
+    v
+}
+
+type DotFn = fn(GgmlType, &[u8], &[u8], usize) -> Result<f32, kernels::KernelError>;
+
 fn bench_vec_dot(c: &mut Criterion) {
     let level = format!("{:?}", kernels::active_level()).to_lowercase();
     let x = activations(N);
-    let mut g = c.benchmark_group(format!("vec_dot/{level}"));
-    g.throughput(Throughput::Elements(N as u64));
-    for ty in DOT_TYPES {
-        let w = row(ty, N, 1);
-        let mut xq = Vec::new();
-        quantize_activation(ty, &x, &mut xq).expect("quantize");
-        g.bench_function(ty.name(), |b| {
-            b.iter(|| vec_dot(ty, black_box(&w), black_box(&xq), N).expect("vec_dot"))
-        });
+    for (name, dot) in dot_levels() {
+        let mut g = c.benchmark_group(format!("vec_dot/{name}"));
+        g.throughput(Throughput::Elements(N as u64));
+        for ty in DOT_TYPES {
+            let w = row(ty, N, 1);
+            let mut xq = Vec::new();
+            quantize_activation(ty, &x, &mut xq).expect("quantize");
+            g.bench_function(ty.name(), |b| {
+                b.iter(|| dot(ty, black_box(&w), black_box(&xq), N).expect("vec_dot"))
+            });
+        }
+        g.finish();
     }
-    g.finish();
 
     let mut g = c.benchmark_group(format!("quantize_activation/{level}"));
     g.throughput(Throughput::Elements(N as u64));

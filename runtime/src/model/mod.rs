@@ -38,6 +38,11 @@ pub enum ModelError {
     UnsupportedWeightType { name: String, ty: GgmlType },
     #[error("tensor '{name}': {source}")]
     Quant { name: String, source: QuantError },
+    #[error("tensor '{name}': {source}")]
+    Kernel {
+        name: String,
+        source: crate::kernels::KernelError,
+    },
     #[error("token id {token} is out of range (vocabulary has {n_vocab} tokens)")]
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("context is full: {needed} tokens needed, the context holds {n_ctx}")]
