@@ -370,7 +370,9 @@ impl ArchConfig {
             fused_gate_up: arch == Arch::Phi3,
             embed_scale: gemma.then(|| (n_embd as f32).sqrt()),
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
-            attn_logit_softcap: k.opt_f32("attn_logit_softcapping")?.filter(|&c| c > 0.0),
+            // llama.cpp applies attention soft-capping only to Gemma 2, which pith does
+            // not support; Gemma 3 files never carry it.
+            attn_logit_softcap: None,
             final_logit_softcap: k.opt_f32("final_logit_softcapping")?.filter(|&c| c > 0.0),
             norm_weight_offset: 0.0,
         })

@@ -234,6 +234,11 @@ fn llama3_f32_matches_llama_cpp() {
 }
 
 #[test]
+fn gemma3_final_logit_softcapping_matches_llama_cpp() {
+    strict("gemma3-softcap-f32");
+}
+
+#[test]
 fn qwen2_f32_with_qkv_bias_matches_llama_cpp() {
     strict("qwen2-f32");
 }

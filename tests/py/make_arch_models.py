@@ -130,6 +130,11 @@ VARIANTS += [
     _exact(VARIANTS[4], n_embd=64, n_head=2, n_head_kv=1),  # phi3-f32: untied, F32 embd + output
     _exact(VARIANTS[5], n_embd=32, n_ff=96),           # gemma3-tiny-f32
 ]
+# gemma3 with final logit soft-capping (Gemma 2 style `final_logit_softcapping`, which
+# llama.cpp's gemma3 graph applies when the key is present); a small cap so it matters.
+VARIANTS.append(dataclasses.replace(
+    VARIANTS[-1], name="gemma3-softcap-f32",
+    extra_kv={**VARIANTS[-1].extra_kv, "final_logit_softcapping": (200.0, VT.FLOAT32)}))
 
 # ---------------------------------------------------------------------------------------------
 # deterministic weights
