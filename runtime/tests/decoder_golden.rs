@@ -46,26 +46,55 @@ fn golden(rel: &str) -> Value {
     .expect("golden JSON")
 }
 
+/// Runs one of the repository's Python scripts (they need the `gguf` package).
+fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
+    let script = repo_root().join(script);
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The small architecture models, regenerated once per test run from their numpy seed.
 fn arch_models_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let script = repo_root().join("tests/py/make_arch_models.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg(dir.path())
-            .output()
-            .expect("run python3");
-        assert!(
-            out.status.success(),
-            "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_python("tests/py/make_arch_models.py", &[dir.path().as_os_str()]);
         dir
     })
     .path()
+}
+
+/// The strict level: top-5 the same and in order, log-probs within 0.05, greedy
+/// continuations identical.
+fn assert_strict(results: &[CaseResult], reference: &str) {
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(
+            r.top5_same_order,
+            "{}: top-5 ids differ from {reference}",
+            r.name
+        );
+        assert!(
+            r.max_diff <= 0.05,
+            "{}: log-prob differs from {reference} by {}",
+            r.name,
+            r.max_diff
+        );
+        assert_eq!(
+            r.greedy_divergence, None,
+            "{}: greedy continuation differs from {reference}",
+            r.name
+        );
+    }
 }
 
 fn sha256(path: &Path) -> String {
@@ -203,24 +232,10 @@ fn run_golden_with(
 fn strict(variant: &str) {
     let g = golden(&format!("tests/golden/arch/{variant}.json"));
     let path = arch_models_dir().join(format!("{variant}.gguf"));
-    for r in run_golden(&path, &g, 16) {
-        assert!(
-            r.top5_same_order,
-            "{variant}/{}: top-5 ids differ from llama.cpp",
-            r.name
-        );
-        assert!(
-            r.max_diff <= 0.05,
-            "{variant}/{}: log-prob differs by {}",
-            r.name,
-            r.max_diff
-        );
-        assert_eq!(
-            r.greedy_divergence, None,
-            "{variant}/{}: greedy continuation differs",
-            r.name
-        );
-    }
+    assert_strict(
+        &run_golden(&path, &g, 16),
+        &format!("llama.cpp ({variant})"),
+    );
 }
 
 #[test]
@@ -300,39 +315,13 @@ fn gemma3_270m_f32_weights_match_llama_cpp() {
     let g = golden("tests/golden/logits/gemma3-270m-f32.json");
     let dir = tempfile::tempdir().expect("temp dir");
     let f32_path = dir.path().join("gemma-3-270m-f32.gguf");
-    let script = repo_root().join("tests/py/dequantize_gguf.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(common::gemma_path())
-        .arg(&f32_path)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{} failed (needs `pip install gguf==0.19.0 numpy==2.4.6`): {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
+    run_python(
+        "tests/py/dequantize_gguf.py",
+        &[common::gemma_path().as_os_str(), f32_path.as_os_str()],
     );
     let results = run_golden(&f32_path, &g, 32);
     assert_eq!(results.len(), 6);
-    for r in &results {
-        assert!(
-            r.top5_same_order,
-            "{}: top-5 ids differ from llama.cpp",
-            r.name
-        );
-        assert!(
-            r.max_diff <= 0.05,
-            "{}: log-prob differs by {}",
-            r.name,
-            r.max_diff
-        );
-        assert_eq!(
-            r.greedy_divergence, None,
-            "{}: greedy continuation differs from llama.cpp",
-            r.name
-        );
-    }
+    assert_strict(&results, "llama.cpp");
 }
 
 /// The real Gemma 3 270M Q4_K_M against Hugging Face transformers' `Gemma3ForCausalLM`
@@ -345,24 +334,7 @@ fn gemma3_270m_exact_matches_transformers() {
     let g = golden("tests/golden/hf/gemma3-270m.json");
     let results = run_golden_with(&common::gemma_path(), &g, 32, Numerics::Exact, KvType::F32);
     assert_eq!(results.len(), 6);
-    for r in &results {
-        assert!(
-            r.top5_same_order,
-            "{}: top-5 ids differ from transformers",
-            r.name
-        );
-        assert!(
-            r.max_diff <= 0.05,
-            "{}: log-prob differs by {}",
-            r.name,
-            r.max_diff
-        );
-        assert_eq!(
-            r.greedy_divergence, None,
-            "{}: greedy continuation differs from transformers",
-            r.name
-        );
-    }
+    assert_strict(&results, "transformers");
 }
 
 /// The real Gemma 3 270M Q4_K_M on six prompts (one of 678 tokens crosses the 512-token
