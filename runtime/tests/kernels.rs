@@ -456,6 +456,7 @@ fn speed_vs_dequantize() {
     let mut rng = StdRng::seed_from_u64(1);
     for (ty, n) in [
         (GgmlType::Q8_0, 640),
+        (GgmlType::Q4_0, 640),
         (GgmlType::Q5_0, 640),
         (GgmlType::Q4K, 1024),
         (GgmlType::Q6K, 2048),

@@ -6,7 +6,7 @@
 //! Kernels are chosen once per process into a [`OnceLock`] table of function pointers
 //! (STYLE.md §5): the [`scalar`] level (ports of ggml's generic C, the oracle for the
 //! others) everywhere, and on x86-64 CPUs reporting AVX2 and FMA at run time the [`avx2`]
-//! kernels where they exist (Q8_0 and Q4_K so far; every other type stays scalar).
+//! kernels where they exist (Q4_0, Q5_0, Q8_0, Q4_K and Q6_K; every other type stays scalar).
 //! `PITH_FORCE_KERNELS=scalar` pins the scalar level.
 
 #[cfg(target_arch = "x86_64")]
@@ -109,8 +109,11 @@ fn kernels() -> &'static Kernels {
             tracing::debug!("AVX2 + FMA kernels");
             return Kernels {
                 level: KernelLevel::Avx2,
+                q4_0: avx2::vec_dot_q4_0_q8_0,
+                q5_0: avx2::vec_dot_q5_0_q8_0,
                 q8_0: avx2::vec_dot_q8_0_q8_0,
                 q4_k: avx2::vec_dot_q4_k_q8_k,
+                q6_k: avx2::vec_dot_q6_k_q8_k,
                 ..SCALAR
             };
         }
