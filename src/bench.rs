@@ -27,7 +27,7 @@ pub struct BenchArgs {
     /// Model: a GGUF path or a catalog name. Default: the catalog's default model.
     #[arg(short, long)]
     model: Option<String>,
-    /// Prompt lengths of the `pp` tests, in tokens; 0 skips. Default 512.
+    /// Prompt lengths of the `pp` tests, in tokens; 0 skips.
     #[arg(
         short = 'p',
         long = "n-prompt",
@@ -35,7 +35,7 @@ pub struct BenchArgs {
         default_value = "512"
     )]
     n_prompt: Vec<usize>,
-    /// Generation lengths of the `tg` tests, in tokens; 0 skips. Default 128.
+    /// Generation lengths of the `tg` tests, in tokens; 0 skips.
     #[arg(
         short = 'n',
         long = "n-gen",
@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// A prompt+generation test `pp,tg` (e.g. `512,128`); repeatable. Also `-pg`.
     #[arg(long = "pg", value_parser = parse_pg)]
     pg: Vec<(usize, usize)>,
-    /// Context depths: tokens already in the KV cache (filled untimed). Default 0.
+    /// Context depths: tokens already in the KV cache (filled untimed).
     #[arg(
         short = 'd',
         long = "n-depth",
@@ -54,7 +54,7 @@ pub struct BenchArgs {
         default_value = "0"
     )]
     n_depth: Vec<usize>,
-    /// Timed repetitions per test (after one warm-up run). Default 5.
+    /// Timed repetitions per test (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     repetitions: usize,
     /// Worker threads (list sweeps). Default: the number of available CPUs.
@@ -66,7 +66,7 @@ pub struct BenchArgs {
     /// Numerics: `ggml` (as llama.cpp's CPU backend) or `exact` (f32 activations).
     #[arg(long, default_value = "ggml")]
     numerics: Numerics,
-    /// Output format: md (a markdown table, default) or json.
+    /// Output format: md (a markdown table) or json.
     #[arg(short = 'o', long = "output", default_value = "md")]
     output: OutputFormat,
     /// Same as `-o json`.
@@ -402,16 +402,8 @@ fn run_test(
         model_size: infos.iter().map(|t| t.size).sum(),
         model_n_params: infos.iter().map(|t| t.n_elements()).sum(),
         n_threads: engine.model.threads(),
-        type_kv: match a.kv_type {
-            KvType::F32 => "f32",
-            _ => "f16",
-        }
-        .into(),
-        numerics: match a.numerics {
-            Numerics::Exact => "exact",
-            _ => "ggml",
-        }
-        .into(),
+        type_kv: format!("{:?}", a.kv_type).to_lowercase(),
+        numerics: format!("{:?}", a.numerics).to_lowercase(),
         n_prompt: spec.n_prompt,
         n_gen: spec.n_gen,
         n_depth: spec.n_depth,

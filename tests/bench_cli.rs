@@ -81,6 +81,7 @@ fn json_report_has_every_test_and_sane_values() {
         assert_eq!(r["model_size"].as_u64(), Some(size), "{r}");
         assert_eq!(r["model_n_params"].as_u64(), Some(params), "{r}");
         assert_eq!(r["type_kv"], "f16");
+        assert_eq!(r["numerics"], "ggml");
         assert_eq!(r["n_depth"], 0);
         let avg = positive_finite(r, "avg_ts");
         let sd = r["stddev_ts"].as_f64().expect("stddev_ts");
