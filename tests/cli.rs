@@ -71,9 +71,9 @@ fn assert_one_line_error(o: &Output, needle: &str) {
 #[test]
 fn run_greedy_streams_llama_cpp_continuation() {
     let m = model();
-    // llama.cpp's greedy continuation of this prompt agrees with pith's for all 32
-    // golden tokens; 12 tokens keep the test short.
-    let case = golden_case("antonyms_3shot");
+    // llama.cpp's greedy continuation of this prompt has no near-tie in its first 12
+    // tokens (top-2 margin ≥ 0.25 nat), so pith's must be the same.
+    let case = golden_case("code_fibonacci");
     let prompt = case["prompt"].as_str().expect("prompt");
     let out = pith(&[
         "run",
