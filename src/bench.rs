@@ -414,7 +414,7 @@ fn run_test(
         samples_ns,
         load_time_s: load.as_secs_f64(),
         ttft_ms: ttft_sum * 1e3 / a.repetitions as f64,
-        peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+        peak_rss_mib: pith_runtime::memory::peak_rss_mib().unwrap_or(f64::NAN),
     })
 }
 
@@ -427,19 +427,6 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
-}
-
-/// Peak resident set size of this process (Linux: `VmHWM` in `/proc/self/status`), MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 const MD_HEADER: &str =

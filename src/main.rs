@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pith_models::fetch::{self, FetchOptions};
 use pith_runtime::generate::{Engine, GenerateParams};
-use pith_runtime::memory::LoadMode;
+use pith_runtime::memory::{rss_mib, LoadMode};
 use pith_runtime::model::{KvType, ModelOptions, Numerics};
 use pith_runtime::sampler::SamplerConfig;
 
@@ -240,19 +240,6 @@ fn run(a: RunArgs) -> Result<()> {
         rss_mib().map_or("?".into(), |m| format!("{m:.0} MiB")),
     );
     Ok(())
-}
-
-/// Resident set size of this process (Linux: `VmRSS` in `/proc/self/status`).
-fn rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 fn fetch_cmd(a: FetchArgs) -> Result<()> {

@@ -136,11 +136,7 @@ impl Engine {
     /// KV cache bytes per context token for `kv_type`.
     pub fn kv_bytes_per_token(&self, kv_type: KvType) -> u64 {
         let c = self.model.config();
-        let el = match kv_type {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        };
-        (c.n_layer * (c.k_dim() + c.v_dim()) * el) as u64
+        (c.n_layer * (c.k_dim() + c.v_dim()) * kv_type.element_bytes()) as u64
     }
 
     /// Refuses, with the figures, when the weights plus a KV cache of `n_ctx` tokens do

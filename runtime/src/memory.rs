@@ -4,22 +4,35 @@
 use crate::gguf::{GgufError, GgufFile};
 
 /// Bytes that can be allocated without swapping: `MemAvailable` from `/proc/meminfo`,
-/// lowered to the cgroup v2 limit's headroom (`memory.max - memory.current`) when the
+/// lowered to the headroom under the cgroup (v1 or v2) memory limit when the
 /// process runs in a memory-limited container. `None` where unknown (non-Linux).
 pub fn available_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    let host = kb.checked_mul(1024)?;
+    let host = proc_kib("/proc/meminfo", "MemAvailable")?.checked_mul(1024)?;
     Some(match cgroup_headroom() {
         Some(h) => host.min(h),
         None => host,
     })
+}
+
+/// Resident set size of this process (`VmRSS`), in MiB; `None` off Linux.
+pub fn rss_mib() -> Option<f64> {
+    proc_kib("/proc/self/status", "VmRSS").map(|kb| kb as f64 / 1024.0)
+}
+
+/// Peak resident set size of this process so far (`VmHWM`), in MiB; `None` off Linux.
+pub fn peak_rss_mib() -> Option<f64> {
+    proc_kib("/proc/self/status", "VmHWM").map(|kb| kb as f64 / 1024.0)
+}
+
+/// The value of a `Key:   N kB` line of a `/proc` file.
+fn proc_kib(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Headroom under this process's cgroup memory limit, if it has one: v2

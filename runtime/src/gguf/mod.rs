@@ -278,9 +278,10 @@ impl GgufFile {
 
     /// The view of a tensor described by one of this file's infos.
     pub fn view<'a>(&'a self, info: &'a TensorInfo) -> TensorView<'a> {
-        // Bounds were checked against the file length by `parse`.
-        let data = &self.storage.bytes()[info.offset as usize..(info.offset + info.size) as usize];
-        TensorView { info, data }
+        TensorView {
+            info,
+            data: self.tensor_bytes(info),
+        }
     }
 }
 

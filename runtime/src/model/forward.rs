@@ -83,6 +83,8 @@ impl Model {
         let mut q = vec![0.0f32; n * qd];
         let mut k = vec![0.0f32; n * kd];
         let mut v = vec![0.0f32; n * vd];
+        // Fused q/k/v output (Phi-3); allocated on first use, reused across layers.
+        let mut qkv = Vec::new();
         let mut attn = vec![0.0f32; n * c.n_head * c.head_dim_v];
         let mut proj = vec![0.0f32; n * e];
         let ff_w = if c.fused_gate_up { 2 * c.n_ff } else { c.n_ff };
@@ -107,7 +109,7 @@ impl Model {
                     matmul(f, nm, wv, &h, n, &mut v)?;
                 }
                 _ => {
-                    let mut qkv = vec![0.0f32; n * (qd + kd + vd)];
+                    qkv.resize(n * (qd + kd + vd), 0.0);
                     matmul(f, nm, &lw.wq, &h, n, &mut qkv)?;
                     for (t, row) in qkv.chunks_exact(qd + kd + vd).enumerate() {
                         q[t * qd..(t + 1) * qd].copy_from_slice(&row[..qd]);

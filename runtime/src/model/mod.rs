@@ -190,6 +190,16 @@ pub enum KvType {
     F32,
 }
 
+impl KvType {
+    /// Bytes per stored element.
+    pub fn element_bytes(self) -> usize {
+        match self {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        }
+    }
+}
+
 impl std::str::FromStr for KvType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -274,22 +284,6 @@ impl KvCache {
     /// Element type of the cache.
     pub fn kv_type(&self) -> KvType {
         self.kv_type
-    }
-    /// Bytes held by the cache.
-    pub fn size_bytes(&self) -> usize {
-        let el = match self.kv_type {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        };
-        self.k
-            .iter()
-            .chain(&self.v)
-            .map(|b| match b {
-                KvBuf::F32(v) => v.len(),
-                KvBuf::F16(v) => v.len(),
-            })
-            .sum::<usize>()
-            * el
     }
     /// Positions filled so far (the position of the next token).
     pub fn len(&self) -> usize {

@@ -72,8 +72,8 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn info(&self, name: &str) -> Result<Option<&TensorInfo>, ModelError> {
-        Ok(self.file.tensor(name).map(|v| v.info))
+    fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.file.tensor(name).map(|v| v.info)
     }
 
     fn check_dims(&self, info: &TensorInfo, expected: &[usize]) -> Result<(), ModelError> {
@@ -94,7 +94,7 @@ impl Loader<'_> {
         in_dim: usize,
         out_dim: usize,
     ) -> Result<Option<Linear>, ModelError> {
-        let Some(info) = self.info(name)? else {
+        let Some(info) = self.info(name) else {
             return Ok(None);
         };
         self.check_dims(info, &[in_dim, out_dim])?;
@@ -126,7 +126,7 @@ impl Loader<'_> {
     }
 
     fn opt_vector(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
-        let Some(info) = self.info(name)? else {
+        let Some(info) = self.info(name) else {
             return Ok(None);
         };
         self.check_dims(info, &[len])?;

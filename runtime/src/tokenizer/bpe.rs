@@ -9,15 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::Tokenizer;
-
-#[derive(Clone, Copy)]
-struct Symbol {
-    prev: i32,
-    next: i32,
-    start: usize,
-    len: usize,
-}
+use super::{Symbol, Tokenizer};
 
 struct Bigram {
     left: i32,

@@ -39,6 +39,18 @@ pub use stream::StreamDecoder;
 
 use crate::gguf::GgufFile;
 
+/// One piece of the text in the SPM and BPE merge loops: a doubly linked list over the
+/// text, as llama.cpp's `llm_symbol`.
+#[derive(Clone, Copy)]
+struct Symbol {
+    prev: i32,
+    next: i32,
+    /// Byte offset of the symbol in the text.
+    start: usize,
+    /// Byte length; 0 once merged into its left neighbour.
+    len: usize,
+}
+
 /// Token attributes (llama.cpp `llama_token_attr` bits).
 pub(crate) mod attr {
     pub const UNDEFINED: u32 = 0;

@@ -11,17 +11,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::Tokenizer;
-
-#[derive(Clone, Copy)]
-struct Symbol {
-    prev: i32,
-    next: i32,
-    /// Byte offset of the symbol in the text.
-    start: usize,
-    /// Byte length; 0 once merged into its left neighbour.
-    len: usize,
-}
+use super::{Symbol, Tokenizer};
 
 struct Bigram {
     left: i32,
