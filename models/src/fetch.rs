@@ -157,8 +157,13 @@ pub fn fetch(entry: &CatalogEntry, opts: &FetchOptions) -> Result<PathBuf, Fetch
     fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
     remove_stale_temporaries(&dir);
 
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    // A model in the cache is readable by everyone, like any downloaded file (tempfile
+    // would otherwise leave it 0600).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder
         .tempfile_in(&dir)
         .map_err(io_err("create temporary file in", &dir))?;
     let bar = progress_bar(opts, entry.size);

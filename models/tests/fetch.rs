@@ -144,6 +144,15 @@ fn assembles_chunks_in_order_and_verifies() {
         "verification marker written"
     );
     assert!(fx.temporaries().is_empty(), "left: {:?}", fx.temporaries());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o644,
+            "the cached model is world-readable, not {mode:o}"
+        );
+    }
 
     // Independent digest from coreutils, where present.
     if let Ok(out) = std::process::Command::new("sha256sum").arg(&path).output() {
