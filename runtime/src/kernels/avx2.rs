@@ -22,7 +22,7 @@ use std::arch::x86_64::{
 };
 
 use crate::quant::blocks::{BlockQ4K, BlockQ4_0, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK};
-use crate::quant::QK_K;
+use crate::quant::{k4_scales_mins_words, QK_K};
 
 /// Whether this CPU can run the kernels of this module.
 pub fn available() -> bool {
@@ -107,28 +107,6 @@ const SCALE_SHUFFLE_K4: [[u8; 32]; 8] = {
     t
 };
 
-/// The 8 scales then 8 mins of a Q4_K block (ggml's `utmp` shuffle), as four `u32`.
-fn q4_k_utmp(packed: &[u8; 12]) -> [u32; 4] {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let word = |i: usize| {
-        u32::from_le_bytes([
-            packed[4 * i],
-            packed[4 * i + 1],
-            packed[4 * i + 2],
-            packed[4 * i + 3],
-        ])
-    };
-    let mut utmp = [word(0), word(1), word(2), 0];
-    utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
-    let uaux = utmp[1] & KMASK1;
-    utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= KMASK1;
-    utmp
-}
-
 /// Safety: the CPU must support AVX2 and FMA; `x` and `y` have the same length.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
@@ -138,7 +116,7 @@ unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     for (xb, yb) in x.iter().zip(y) {
         let d = yb.d * xb.d.to_f32();
         let dmin = -yb.d * xb.dmin.to_f32();
-        let utmp = q4_k_utmp(&xb.scales);
+        let utmp = k4_scales_mins_words(&xb.scales);
         let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
             utmp[3] as i32,
             utmp[2] as i32,

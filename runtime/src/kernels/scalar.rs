@@ -11,7 +11,7 @@ use crate::quant::blocks::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
     BlockQ8K, BlockQ8_0, BlockQ8_1, QK,
 };
-use crate::quant::QK_K;
+use crate::quant::{k4_scales_mins_words, QK_K};
 
 /// `Q4_0 · Q8_0` (`ggml_vec_dot_q4_0_q8_0_generic`).
 pub fn vec_dot_q4_0_q8_0(n: usize, x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
@@ -143,29 +143,6 @@ pub fn vec_dot_q2_k_q8_k(n: usize, x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
-/// The 16 signed 6-bit scales of a Q3_K block (the `auxs` / `kmask` shuffle of ggml's
-/// `ggml_vec_dot_q3_K_q8_K_generic`), each already offset by −32.
-fn q3_k_scales(packed: &[u8; 12]) -> [i32; 16] {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    let word = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().unwrap());
-    let (a0, a1, tmp) = (word(0), word(1), word(2));
-    let auxs = [
-        (a0 & KMASK2) | ((tmp & KMASK1) << 4),
-        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
-        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
-        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
-    ];
-    let mut out = [0i32; 16];
-    for (o, b) in out
-        .iter_mut()
-        .zip(auxs.iter().flat_map(|w| w.to_le_bytes()))
-    {
-        *o = i32::from(b as i8) - 32;
-    }
-    out
-}
-
 /// `Σ_l aux32[l]` accumulation shared by the k-quant kernels: adds
 /// `scale · q8[l] · a[l]` lane-wise (8 lanes, as ggml's `aux32`) over `a.len()` values.
 #[inline]
@@ -196,7 +173,7 @@ pub fn vec_dot_q3_k_q8_k(n: usize, x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 m = m.wrapping_shl(1);
             }
         }
-        let scales = q3_k_scales(&xb.scales);
+        let scales = xb.unpacked_scales().map(|s| i32::from(s) - 32);
         let mut aux32 = [0i32; 8];
         for (j, &scale) in scales.iter().enumerate() {
             let r = j * 16..j * 16 + 16;
@@ -210,19 +187,9 @@ pub fn vec_dot_q3_k_q8_k(n: usize, x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     sums.iter().fold(0f32, |acc, &s| acc + s)
 }
 
-/// The 8 scales and 8 mins (6 bits each) of a Q4_K/Q5_K block (the `utmp` / `kmask`
-/// shuffle of ggml's `ggml_vec_dot_q4_K_q8_K_generic`).
+/// The 8 scales and 8 mins of a Q4_K/Q5_K block, as bytes.
 fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let word = |i: usize| u32::from_le_bytes(packed[4 * i..4 * i + 4].try_into().unwrap());
-    let mut utmp = [word(0), word(1), word(2), 0];
-    utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
-    let uaux = utmp[1] & KMASK1;
-    utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= KMASK1;
+    let utmp = k4_scales_mins_words(packed);
     let mut scales = [0u8; 8];
     let mut mins = [0u8; 8];
     scales[..4].copy_from_slice(&utmp[0].to_le_bytes());

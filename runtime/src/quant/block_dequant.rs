@@ -128,7 +128,7 @@ impl BlockQ3K {
     /// Unpacks the 16 signed 6-bit scales (still offset by 32), as ggml does with its
     /// `kmask1`/`kmask2` shuffle of three little-endian words.
     #[inline]
-    fn unpacked_scales(&self) -> [i8; 16] {
+    pub(crate) fn unpacked_scales(&self) -> [i8; 16] {
         const KMASK1: u32 = 0x0303_0303;
         const KMASK2: u32 = 0x0f0f_0f0f;
         let s = &self.scales;
@@ -179,6 +179,31 @@ impl BlockQ3K {
             }
         }
     }
+}
+
+/// The 8 scales then the 8 mins (6 bits each) of a Q4_K/Q5_K block as four little-endian
+/// words: the `utmp` / `kmask` shuffle of ggml's `ggml_vec_dot_q4_K_q8_K`, shared by the
+/// scalar and SIMD dot products.
+#[inline]
+pub(crate) fn k4_scales_mins_words(packed: &[u8; 12]) -> [u32; 4] {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            packed[4 * i],
+            packed[4 * i + 1],
+            packed[4 * i + 2],
+            packed[4 * i + 3],
+        ])
+    };
+    let mut utmp = [word(0), word(1), word(2), 0];
+    utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
+    let uaux = utmp[1] & KMASK1;
+    utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= KMASK1;
+    utmp
 }
 
 /// The `j`-th 6-bit scale and min of a Q4_K/Q5_K block (ggml `get_scale_min_k4`).

@@ -1,6 +1,8 @@
 //! Quantized block layouts and the scalar reference dequantizers.
 
 mod block_dequant;
+
+pub(crate) use block_dequant::k4_scales_mins_words;
 pub mod blocks;
 mod dequant;
 mod types;
