@@ -2,16 +2,20 @@
 //! (STYLE.md §6), reading weights from the memory-mapped GGUF, with a KV cache.
 
 mod actq;
+mod attention;
 mod forward;
 pub mod matmul;
 pub mod ops;
+mod scratch;
 pub mod weights;
 
 use std::sync::Arc;
 
+use half::slice::HalfFloatSliceExt;
+
 use pith_models::{ArchConfig, ArchError};
 
-pub use forward::Logits;
+pub use forward::{Logits, MatmulObserver, SeqBatch};
 pub use weights::{LayerWeights, Linear, Weights};
 
 use crate::gguf::{GgufError, GgufFile};
@@ -97,6 +101,8 @@ pub struct Model {
     rope_swa: Rope,
     numerics: Numerics,
     pool: rayon::ThreadPool,
+    /// Activation buffers reused across forward calls.
+    scratch: std::sync::Mutex<scratch::Scratch>,
 }
 
 impl std::fmt::Debug for Model {
@@ -139,6 +145,7 @@ impl Model {
             rope_swa,
             numerics: opts.numerics,
             pool,
+            scratch: Default::default(),
         })
     }
 
@@ -230,26 +237,17 @@ impl KvBuf {
     fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             KvBuf::F32(v) => v[at..at + src.len()].copy_from_slice(src),
-            KvBuf::F16(v) => v[at..at + src.len()]
-                .iter_mut()
-                .zip(src)
-                .for_each(|(d, &s)| *d = half::f16::from_f32(s)),
+            KvBuf::F16(v) => v[at..at + src.len()].convert_from_f32_slice(src),
         }
     }
 
-    /// `len` values from element offset `at`, as f32: borrowed for an f32 cache,
-    /// converted into `scratch` for an f16 one.
+    /// Converts `out.len()` values from element offset `at` to f32 into `out`.
     #[inline]
-    fn read<'a>(&'a self, at: usize, len: usize, scratch: &'a mut [f32]) -> &'a [f32] {
+    fn read_into(&self, at: usize, out: &mut [f32]) {
         match self {
-            KvBuf::F32(v) => &v[at..at + len],
-            KvBuf::F16(v) => {
-                let out = &mut scratch[..len];
-                out.iter_mut()
-                    .zip(&v[at..at + len])
-                    .for_each(|(d, s)| *d = s.to_f32());
-                out
-            }
+            KvBuf::F32(v) => out.copy_from_slice(&v[at..at + out.len()]),
+            // half's slice conversion uses F16C/NEON when the CPU has it (run-time check).
+            KvBuf::F16(v) => v[at..at + out.len()].convert_to_f32_slice(out),
         }
     }
 }

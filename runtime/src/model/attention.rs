@@ -1,0 +1,128 @@
+//! Causal (optionally sliding-window) multi-head attention with grouped KV heads, over
+//! each sequence's own KV cache.
+//!
+//! Work is split into tasks of (sequence, KV head, tile of query rows): a task converts
+//! the keys and values its tile can see to f32 once, then serves every query head of the
+//! group and every row of the tile from them. With an f16 cache the queries and the
+//! attention weights are rounded to f16 first, as ggml's `vec_dot_f16` does.
+
+use std::cell::RefCell;
+
+use pith_models::ArchConfig;
+use rayon::prelude::*;
+
+use super::ops::{axpy, dot, round_f16, softmax};
+use super::{KvCache, KvType};
+
+/// Query rows per task.
+const TILE: usize = 16;
+
+/// Where one sequence's rows sit in the stacked batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeqRows {
+    /// First row in the batch.
+    pub start: usize,
+    /// Number of rows (tokens).
+    pub len: usize,
+    /// Position of the first row.
+    pub pos0: usize,
+}
+
+thread_local! {
+    /// Per-thread key/value/score scratch, reused across calls.
+    static BUF: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// A raw pointer the tasks write disjoint output elements through.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes only the (row, head) slices of its own tile and KV group;
+// no two tasks share one, and the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out[row, head·hdv..]` = softmax(q·Kᵀ·scale)·V for every row of every sequence.
+/// `q` is `[rows, n_head·head_dim]` (already roped), `out` `[rows, n_head·head_dim_v]`.
+pub(crate) fn attention(
+    c: &ArchConfig,
+    window: Option<usize>,
+    caches: &[&KvCache],
+    seqs: &[SeqRows],
+    il: usize,
+    q: &[f32],
+    out: &mut [f32],
+) {
+    let (hd, hdv) = (c.head_dim, c.head_dim_v);
+    let (kd, vd, qd) = (c.k_dim(), c.v_dim(), c.q_dim());
+    let od = c.n_head * hdv;
+    let group = c.n_head / c.n_head_kv;
+    assert_eq!(out.len(), q.len() / qd * od, "attention output size");
+    let tasks: Vec<(usize, usize, usize)> = seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            (0..c.n_head_kv)
+                .flat_map(move |kvh| (0..s.len.div_ceil(TILE)).map(move |tile| (si, kvh, tile)))
+        })
+        .collect();
+    let ptr = OutPtr(out.as_mut_ptr());
+    tasks.into_par_iter().for_each(|(si, kvh, tile)| {
+        let s = seqs[si];
+        let cache = caches[si];
+        let f16 = cache.kv_type == KvType::F16;
+        let r_lo = tile * TILE;
+        let r_hi = (r_lo + TILE).min(s.len);
+        let p_last = s.pos0 + r_hi - 1;
+        // The earliest key any row of the tile may see.
+        let first = window.map_or(0, |w| (s.pos0 + r_lo + 1).saturating_sub(w));
+        let m = p_last + 1 - first;
+        BUF.with(|b| {
+            let (kf, vf, scores) = &mut *b.borrow_mut();
+            kf.resize(m * hd, 0.0);
+            vf.resize(m * hdv, 0.0);
+            scores.resize(m, 0.0);
+            for j in 0..m {
+                let p = first + j;
+                cache.k[il].read_into(p * kd + kvh * hd, &mut kf[j * hd..(j + 1) * hd]);
+                cache.v[il].read_into(p * vd + kvh * hdv, &mut vf[j * hdv..(j + 1) * hdv]);
+            }
+            for r in r_lo..r_hi {
+                let p = s.pos0 + r;
+                // llama.cpp masks key position p0 for query p1 when p1 - p0 >= n_swa.
+                let start = window.map_or(0, |w| (p + 1).saturating_sub(w)) - first;
+                let end = p + 1 - first;
+                let row = s.start + r;
+                for head in kvh * group..(kvh + 1) * group {
+                    let qh = &q[row * qd + head * hd..][..hd];
+                    let sc = &mut scores[start..end];
+                    for (j, o) in (start..end).zip(sc.iter_mut()) {
+                        let v = dot(qh, &kf[j * hd..(j + 1) * hd]) * c.attn_scale;
+                        *o = match c.attn_logit_softcap {
+                            Some(cap) => (v / cap).tanh() * cap,
+                            None => v,
+                        };
+                    }
+                    softmax(sc);
+                    if f16 {
+                        round_f16(sc);
+                    }
+                    // SAFETY: `row < rows` and `head < n_head`, so the slice lies inside
+                    // `out` (size asserted above); only this task writes (row, head).
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(ptr.get().add(row * od + head * hdv), hdv)
+                    };
+                    o.fill(0.0);
+                    for (j, &w) in (start..end).zip(sc.iter()) {
+                        axpy(w, &vf[j * hdv..(j + 1) * hdv], o);
+                    }
+                }
+            }
+        });
+    });
+}
