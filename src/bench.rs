@@ -57,7 +57,7 @@ pub struct BenchArgs {
     /// Timed repetitions per test (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     repetitions: usize,
-    /// Worker threads (list sweeps). Default: the number of available CPUs.
+    /// Worker threads (list sweeps). Default: the number of physical cores.
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     threads: Vec<usize>,
     /// KV cache type: f16 or f32.
@@ -194,7 +194,7 @@ pub struct BenchResult {
 pub fn bench(a: BenchArgs) -> Result<()> {
     let tests = plan(&a)?;
     let threads = if a.threads.is_empty() {
-        vec![std::thread::available_parallelism().map_or(1, |n| n.get())]
+        vec![pith_runtime::cpu::physical_cores()]
     } else {
         a.threads.clone()
     };

@@ -4,6 +4,8 @@
 //! dequantization), [`tokenizer`], [`model`] (one decoder driven by
 //! [`pith_models::ArchConfig`], KV cache), [`sampler`].
 
+pub mod cpu;
+pub mod gemm;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;

@@ -3,7 +3,8 @@
 //!
 //! Work is split into tasks of (sequence, KV head, tile of query rows): a task converts
 //! the keys and values its tile can see to f32 once, then serves every query head of the
-//! group and every row of the tile from them. With an f16 cache the queries and the
+//! group and every row of the tile from them with two products of [`crate::gemm`]
+//! (`Q·Kᵀ`, then the masked softmax, then `P·V`). With an f16 cache the queries and the
 //! attention weights are rounded to f16 first, as ggml's `vec_dot_f16` does.
 
 use std::cell::RefCell;
@@ -11,11 +12,12 @@ use std::cell::RefCell;
 use pith_models::ArchConfig;
 use rayon::prelude::*;
 
-use super::ops::{axpy, dot, round_f16, softmax};
+use super::ops::{round_f16, softmax};
 use super::{KvCache, KvType};
+use crate::gemm::{gemm, Operands, OutTile};
 
 /// Query rows per task.
-const TILE: usize = 16;
+const TILE: usize = 32;
 
 /// Where one sequence's rows sit in the stacked batch.
 #[derive(Debug, Clone, Copy)]
@@ -78,50 +80,77 @@ pub(crate) fn attention(
         let f16 = cache.kv_type == KvType::F16;
         let r_lo = tile * TILE;
         let r_hi = (r_lo + TILE).min(s.len);
+        let nr = r_hi - r_lo;
         let p_last = s.pos0 + r_hi - 1;
         // The earliest key any row of the tile may see.
         let first = window.map_or(0, |w| (s.pos0 + r_lo + 1).saturating_sub(w));
         let m = p_last + 1 - first;
         BUF.with(|b| {
-            let (kf, vf, scores) = &mut *b.borrow_mut();
-            kf.resize(m * hd, 0.0);
-            vf.resize(m * hdv, 0.0);
-            scores.resize(m, 0.0);
+            let (kt, vf, scores) = &mut *b.borrow_mut();
+            // Keys transposed (`kt[d·m + j]`) and values row-major (`vf[j·hdv + d]`), f32.
+            kt.resize(m * hd, 0.0);
+            vf.resize(m * hdv.max(hd), 0.0);
             for j in 0..m {
                 let p = first + j;
-                cache.k[il].read_into(p * kd + kvh * hd, &mut kf[j * hd..(j + 1) * hd]);
+                let key = &mut vf[..hd];
+                cache.k[il].read_into(p * kd + kvh * hd, key);
+                for (d, &x) in key.iter().enumerate() {
+                    kt[d * m + j] = x;
+                }
+            }
+            for j in 0..m {
+                let p = first + j;
                 cache.v[il].read_into(p * vd + kvh * hdv, &mut vf[j * hdv..(j + 1) * hdv]);
             }
-            for r in r_lo..r_hi {
-                let p = s.pos0 + r;
-                // llama.cpp masks key position p0 for query p1 when p1 - p0 >= n_swa.
-                let start = window.map_or(0, |w| (p + 1).saturating_sub(w)) - first;
-                let end = p + 1 - first;
-                let row = s.start + r;
-                for head in kvh * group..(kvh + 1) * group {
-                    let qh = &q[row * qd + head * hd..][..hd];
-                    let sc = &mut scores[start..end];
-                    for (j, o) in (start..end).zip(sc.iter_mut()) {
-                        let v = dot(qh, &kf[j * hd..(j + 1) * hd]) * c.attn_scale;
-                        *o = match c.attn_logit_softcap {
-                            Some(cap) => (v / cap).tanh() * cap,
-                            None => v,
+            scores.resize(nr * m, 0.0);
+            for head in kvh * group..(kvh + 1) * group {
+                let q0 = (s.start + r_lo) * qd + head * hd;
+                let qk = Operands {
+                    a: &q[q0..],
+                    lda: qd,
+                    b: kt,
+                    ldb: m,
+                    m: nr,
+                    n: m,
+                    k: hd,
+                };
+                let (sc_out, _) = OutTile::of(scores, m);
+                gemm(&qk, sc_out);
+                for (i, sc) in scores.chunks_exact_mut(m).enumerate() {
+                    let p = s.pos0 + r_lo + i;
+                    // llama.cpp masks key position p0 for query p1 when p1 - p0 >= n_swa.
+                    let start = window.map_or(0, |w| (p + 1).saturating_sub(w)) - first;
+                    let end = p + 1 - first;
+                    let valid = &mut sc[start..end];
+                    for v in valid.iter_mut() {
+                        let x = *v * c.attn_scale;
+                        *v = match c.attn_logit_softcap {
+                            Some(cap) => (x / cap).tanh() * cap,
+                            None => x,
                         };
                     }
-                    softmax(sc);
+                    softmax(valid);
                     if f16 {
-                        round_f16(sc);
+                        round_f16(valid);
                     }
-                    // SAFETY: `row < rows` and `head < n_head`, so the slice lies inside
-                    // `out` (size asserted above); only this task writes (row, head).
-                    let o = unsafe {
-                        std::slice::from_raw_parts_mut(ptr.get().add(row * od + head * hdv), hdv)
-                    };
-                    o.fill(0.0);
-                    for (j, &w) in (start..end).zip(sc.iter()) {
-                        axpy(w, &vf[j * hdv..(j + 1) * hdv], o);
-                    }
+                    sc[..start].fill(0.0);
+                    sc[end..].fill(0.0);
                 }
+                let pv = Operands {
+                    a: scores,
+                    lda: m,
+                    b: vf,
+                    ldb: hdv,
+                    m: nr,
+                    n: hdv,
+                    k: m,
+                };
+                let row0 = s.start + r_lo;
+                // SAFETY: rows row0..row0+nr and columns head·hdv..(head+1)·hdv lie inside
+                // `out` (size asserted above); only this task writes them.
+                gemm(&pv, unsafe {
+                    OutTile::new(ptr.get().add(row0 * od + head * hdv), od)
+                });
             }
         });
     });

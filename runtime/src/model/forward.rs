@@ -10,9 +10,10 @@
 //! only attention looks at each sequence's own KV cache.
 
 use pith_models::arch::Activation;
+use rayon::prelude::*;
 
 use super::attention::{attention, SeqRows};
-use super::matmul::{get_row, matmul};
+use super::matmul::{get_row, matmul, matmul_many};
 use super::ops::round_f16;
 use super::ops::{gelu_ggml, gelu_tanh, rms_norm, silu};
 use super::scratch::Scratch;
@@ -142,6 +143,20 @@ impl Model {
         matmul(self.file.as_ref(), self.numerics, w, x, n, out)
     }
 
+    /// Several products of the same input (see [`matmul_many`]).
+    fn mm_many(
+        &self,
+        obs: Option<&dyn MatmulObserver>,
+        jobs: &mut [(&Linear, &mut [f32])],
+        x: &[f32],
+        n: usize,
+    ) -> Result<(), ModelError> {
+        if let Some(o) = obs {
+            jobs.iter().for_each(|(w, _)| o.observe(&w.info.name, x, n));
+        }
+        matmul_many(self.file.as_ref(), self.numerics, jobs, x, n)
+    }
+
     fn forward_inner(
         &self,
         seqs: &mut [SeqBatch<'_>],
@@ -190,14 +205,15 @@ impl Model {
             let _span = tracing::trace_span!("layer", il).entered();
             // --- attention ---
             s.h.copy_from_slice(&s.x);
-            s.h.chunks_exact_mut(e)
+            s.h.par_chunks_mut(e)
                 .for_each(|r| rms_norm(r, &lw.attn_norm, c.rms_eps, off));
             match (&lw.wk, &lw.wv) {
-                (Some(wk), Some(wv)) => {
-                    self.mm(obs, &lw.wq, &s.h, n, &mut s.q)?;
-                    self.mm(obs, wk, &s.h, n, &mut s.k)?;
-                    self.mm(obs, wv, &s.h, n, &mut s.v)?;
-                }
+                (Some(wk), Some(wv)) => self.mm_many(
+                    obs,
+                    &mut [(&lw.wq, &mut s.q), (wk, &mut s.k), (wv, &mut s.v)],
+                    &s.h,
+                    n,
+                )?,
                 _ => {
                     self.mm(obs, &lw.wq, &s.h, n, &mut s.qkv)?;
                     for (t, row) in s.qkv.chunks_exact(qd + kd + vd).enumerate() {
@@ -220,14 +236,14 @@ impl Model {
             };
             for (buf, norm) in [(&mut s.q, &lw.q_norm), (&mut s.k, &lw.k_norm)] {
                 let dim = buf.len() / n;
-                for (row, &p) in buf.chunks_exact_mut(dim).zip(&pos) {
+                buf.par_chunks_mut(dim).zip(&pos).for_each(|(row, &p)| {
                     for head in row.chunks_exact_mut(c.head_dim) {
                         if let Some(nw) = norm {
                             rms_norm(head, nw, c.rms_eps, off);
                         }
                         rope.apply(head, p);
                     }
-                }
+                });
             }
             let mut f16_cache = false;
             for (sq, r) in seqs.iter_mut().zip(&rows) {
@@ -247,14 +263,14 @@ impl Model {
             self.mm(obs, &lw.wo, &s.attn, n, &mut s.proj)?;
             if let Some(pn) = &lw.post_attn_norm {
                 s.proj
-                    .chunks_exact_mut(e)
+                    .par_chunks_mut(e)
                     .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
             }
             s.x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);
 
             // --- feed-forward ---
             s.h.copy_from_slice(&s.x);
-            s.h.chunks_exact_mut(e)
+            s.h.par_chunks_mut(e)
                 .for_each(|r| rms_norm(r, &lw.ffn_norm, c.rms_eps, off));
             self.mm(
                 obs,
@@ -267,14 +283,15 @@ impl Model {
                 self.mm(obs, &lw.up, &s.h, n, &mut s.up)?;
             }
             let ff = c.n_ff;
-            for t in 0..n {
+            let gw = s.gate.len() / n;
+            let (gate, up) = (&s.gate, &s.up);
+            s.act.par_chunks_mut(ff).enumerate().for_each(|(t, out)| {
                 let (g, u) = if c.fused_gate_up {
-                    let row = &s.gate[t * 2 * ff..(t + 1) * 2 * ff];
+                    let row = &gate[t * gw..(t + 1) * gw];
                     (&row[..ff], &row[ff..])
                 } else {
-                    (&s.gate[t * ff..(t + 1) * ff], &s.up[t * ff..(t + 1) * ff])
+                    (&gate[t * ff..(t + 1) * ff], &up[t * ff..(t + 1) * ff])
                 };
-                let out = &mut s.act[t * ff..(t + 1) * ff];
                 match c.activation {
                     Activation::Silu => out
                         .iter_mut()
@@ -285,11 +302,11 @@ impl Model {
                         .zip(g.iter().zip(u))
                         .for_each(|(o, (&g, &u))| *o = gelu(g) * u),
                 }
-            }
+            });
             self.mm(obs, &lw.down, &s.act, n, &mut s.proj)?;
             if let Some(pn) = &lw.post_ffn_norm {
                 s.proj
-                    .chunks_exact_mut(e)
+                    .par_chunks_mut(e)
                     .for_each(|r| rms_norm(r, pn, c.rms_eps, off));
             }
             s.x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);

@@ -84,8 +84,8 @@ impl std::str::FromStr for Numerics {
 /// Options for [`Model::load`].
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
-    /// Worker threads for the forward pass. Default (`None`): the number of available
-    /// CPUs.
+    /// Worker threads for the forward pass. Default (`None`): the number of physical
+    /// cores available to the process ([`crate::cpu::physical_cores`]).
     pub threads: Option<usize>,
     /// Rounding of intermediate values. Default: [`Numerics::Ggml`].
     pub numerics: Numerics,
@@ -130,7 +130,7 @@ impl Model {
         let rope_swa = Rope::new(r.style, r.dim, r.base_swa, r.freq_scale, factors);
         let threads = opts
             .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .unwrap_or_else(crate::cpu::physical_cores)
             .max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

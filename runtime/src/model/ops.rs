@@ -63,7 +63,7 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// GELU as ggml's CPU backend computes it in `ggml_vec_geglu_f32`: inputs at or beyond
 /// ±10 pass through or vanish, others go through a table indexed by the f16 input and
-/// holding f16 results (`GGML_GELU_FP16`). Evaluated directly here: same values.
+/// holding f16 results (`GGML_GELU_FP16`, `ggml_table_gelu_f16`), built on first use.
 #[inline]
 pub fn gelu_ggml(x: f32) -> f32 {
     if x <= -10.0 {
@@ -71,9 +71,19 @@ pub fn gelu_ggml(x: f32) -> f32 {
     } else if x >= 10.0 {
         x
     } else {
-        let xh = half::f16::from_f32(x).to_f32();
-        half::f16::from_f32(gelu_tanh(xh)).to_f32()
+        let bits = half::f16::from_f32(x).to_bits();
+        half::f16::from_bits(gelu_table()[bits as usize]).to_f32()
     }
+}
+
+/// `f16(gelu_tanh(f16 input))` for every f16 bit pattern (128 KiB).
+fn gelu_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32())).to_bits())
+            .collect()
+    })
 }
 
 /// Rounds every value to the nearest f16 (round-to-nearest-even), in place.
