@@ -1,17 +1,18 @@
-//! Kernel micro-benchmarks, per quant type, at the kernel level this process selects
-//! (`PITH_FORCE_KERNELS` pins one; the level is part of each benchmark's name):
+//! Kernel micro-benchmarks, per quant type and per kernel level:
 //!
-//! - `vec_dot/<level>/<type>`: one weight row · quantized activations, 4096 elements, for
-//!   the scalar reference and for the selected level;
+//! - `vec_dot/<level>/<type>`: one weight row · quantized activations, 4096 elements, at
+//!   every level this CPU can run (`kernels::available_levels`: scalar, avx2, avx512,
+//!   avx512-vnni on a recent x86-64), each through `kernels::vec_dot_with`;
 //! - `quantize_activation/<level>/<act type>`: one 4096-element activation row;
 //! - `dequantize/<type>`: the reference dequantizer, 4096 elements.
 //!
-//! Throughput is reported in elements/second. `cargo bench --bench kernels`.
+//! Throughput is reported in elements/second. `cargo bench --bench kernels`; one level:
+//! `cargo bench --bench kernels -- vec_dot/avx512-vnni`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pith_runtime::kernels::{self, quantize_activation, vec_dot, vec_dot_type};
+use pith_runtime::kernels::{self, quantize_activation, vec_dot_type};
 use pith_runtime::quant::{dequantize, GgmlType};
 
 /// Elements per row: a multiple of every block size (32 and 256).
@@ -59,31 +60,21 @@ fn activations(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The dot-product entry points to compare: the scalar reference always, and the level
-/// this process selected when it is not scalar.
-fn dot_levels() -> Vec<(String, DotFn)> {
-    let mut v: Vec<(String, DotFn)> = vec![("scalar".into(), kernels::vec_dot_scalar)];
-    let active = kernels::active_level();
-    if active != kernels::KernelLevel::Scalar {
-        v.push((format!("{active:?}").to_lowercase(), vec_dot));
-    }
-    v
-}
-
-type DotFn = fn(GgmlType, &[u8], &[u8], usize) -> Result<f32, kernels::KernelError>;
-
 fn bench_vec_dot(c: &mut Criterion) {
-    let level = format!("{:?}", kernels::active_level()).to_lowercase();
+    let level = kernels::active_level();
     let x = activations(N);
-    for (name, dot) in dot_levels() {
-        let mut g = c.benchmark_group(format!("vec_dot/{name}"));
+    for lvl in kernels::available_levels() {
+        let mut g = c.benchmark_group(format!("vec_dot/{lvl}"));
         g.throughput(Throughput::Elements(N as u64));
         for ty in DOT_TYPES {
             let w = row(ty, N, 1);
             let mut xq = Vec::new();
             quantize_activation(ty, &x, &mut xq).expect("quantize");
             g.bench_function(ty.name(), |b| {
-                b.iter(|| dot(ty, black_box(&w), black_box(&xq), N).expect("vec_dot"))
+                b.iter(|| {
+                    kernels::vec_dot_with(lvl, ty, black_box(&w), black_box(&xq), N)
+                        .expect("vec_dot")
+                })
             });
         }
         g.finish();

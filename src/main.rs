@@ -1,7 +1,14 @@
 //! `pith`: the command-line front end. Thin: parses flags, calls the libraries, prints.
 
 mod bench;
+#[cfg(feature = "quantize")]
+mod eval_cmd;
+#[cfg(feature = "quantize")]
+mod imatrix_cmd;
 mod info;
+#[cfg(feature = "quantize")]
+mod quantize_cmd;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,6 +43,20 @@ enum Command {
     Models,
     /// Measure prompt and generation throughput, as llama.cpp's llama-bench.
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
+    Serve(serve::ServeArgs),
+    #[cfg(feature = "quantize")]
+    /// Collect an importance matrix over a text file, in llama.cpp's imatrix format.
+    Imatrix(imatrix_cmd::ImatrixArgs),
+    #[cfg(feature = "quantize")]
+    /// Evaluate model quality (`pith eval kld`: KL divergence against a base model).
+    Eval(eval_cmd::EvalArgs),
+    #[cfg(feature = "quantize")]
+    /// Quantize an HF model directory or a GGUF into a GGUF, as llama-quantize.
+    Quantize(quantize_cmd::QuantizeArgs),
+    #[cfg(feature = "quantize")]
+    /// Convert a GGUF into another format (`--to hf`: an HF directory).
+    Convert(quantize_cmd::ConvertArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +101,7 @@ struct RunArgs {
     /// Stop generating before this string (repeatable).
     #[arg(long = "stop")]
     stop: Vec<String>,
-    /// Worker threads. Default: the number of CPUs available.
+    /// Worker threads. Default: the number of physical cores.
     #[arg(short, long)]
     threads: Option<usize>,
     /// Context size in tokens (prompt + generated), capped at the model's training
@@ -140,6 +161,15 @@ fn main() -> ExitCode {
         Command::Info(a) => info::info(&a.model, a.all_metadata),
         Command::Fetch(a) => fetch_cmd(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Serve(a) => serve::serve(a),
+        #[cfg(feature = "quantize")]
+        Command::Imatrix(a) => imatrix_cmd::imatrix(a),
+        #[cfg(feature = "quantize")]
+        Command::Eval(a) => eval_cmd::eval(a),
+        #[cfg(feature = "quantize")]
+        Command::Quantize(a) => quantize_cmd::quantize(a),
+        #[cfg(feature = "quantize")]
+        Command::Convert(a) => quantize_cmd::convert(a),
         Command::Models => {
             list_models();
             Ok(())

@@ -7,7 +7,9 @@
 
 pub mod arch;
 pub mod catalog;
+pub mod chat;
 pub mod fetch;
+pub mod hf;
 
 pub use arch::{Arch, ArchConfig, ArchError};
 

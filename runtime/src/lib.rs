@@ -13,4 +13,6 @@ pub mod memory;
 pub mod model;
 pub mod quant;
 pub mod sampler;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod tokenizer;

@@ -34,6 +34,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // `step` indexes every sequence's recorded steps
 fn batched_sequences_match_sequences_run_alone() {
     let model = Model::open(model_path(), &ModelOptions::default()).expect("load model");
     let tok = Tokenizer::from_gguf(model.file()).expect("tokenizer");

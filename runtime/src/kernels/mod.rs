@@ -4,13 +4,41 @@
 //! with no dequantization of the weights.
 //!
 //! Kernels are chosen once per process into a [`OnceLock`] table of function pointers
-//! (STYLE.md §5): the [`scalar`] level (ports of ggml's generic C, the oracle for the
-//! others) everywhere, and on x86-64 CPUs reporting AVX2 and FMA at run time the [`avx2`]
-//! kernels where they exist (Q4_0, Q5_0, Q8_0, Q4_K and Q6_K; every other type stays scalar).
-//! `PITH_FORCE_KERNELS=scalar` pins the scalar level.
+//! (STYLE.md §5), one table per [`KernelLevel`]: the [`scalar`] level (ports of ggml's
+//! generic C, the oracle for the others) everywhere; on x86-64 the `avx2` kernels (every
+//! type; AVX2 + FMA + F16C) and the `avx512` ones (AVX-512 F/BW/VL, with or without VNNI;
+//! AVX2 for the types it does not speed up); on aarch64 the `neon` kernels. The best level
+//! the CPU reports at run time is used ([`best_level`]); `PITH_FORCE_KERNELS=<name>` pins
+//! one ([`KernelLevel::name`]), and [`vec_dot_with`] runs any [`available_levels`] entry.
+
+/// Defines safe `vec_dot_*` wrappers around `unsafe` `#[target_feature]` kernels: each
+/// checks that the CPU has the features (`available`), cuts both slices to `n / block`
+/// blocks (panicking when one is shorter) and calls the kernel.
+#[cfg(target_arch = "x86_64")]
+macro_rules! checked_kernels {
+    (available: $available:path, what: $what:literal;
+     $( $(#[$doc:meta])* $name:ident($w:ty, $a:ty, $block:expr) => $inner:path; )*) => {$(
+        $(#[$doc])*
+        ///
+        /// Panics when a slice holds fewer than `n / block size` blocks or when the CPU
+        #[doc = concat!("lacks ", $what, " ([`", stringify!($available), "`]).")]
+        pub fn $name(n: usize, x: &[$w], y: &[$a]) -> f32 {
+            assert!($available(), concat!($what, " kernels called on a CPU without them"));
+            let nb = n / $block;
+            let (x, y) = (&x[..nb], &y[..nb]);
+            // SAFETY: the CPU has the features the kernel is compiled for (checked above),
+            // and `x` and `y` both hold `nb` blocks.
+            unsafe { $inner(x, y) }
+        }
+    )*};
+}
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 pub mod quantize;
 pub mod scalar;
 
@@ -51,19 +79,78 @@ pub enum KernelError {
         expected_bytes: usize,
         actual_bytes: usize,
     },
+    /// [`vec_dot_with`] was asked for a kernel level this CPU cannot run.
+    #[error("this CPU cannot run the {level} kernels")]
+    LevelUnavailable { level: KernelLevel },
 }
 
-/// The instruction-set level of the selected kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An instruction-set level: one table of dot-product kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KernelLevel {
     /// Portable Rust ([`scalar`]).
     Scalar,
-    /// x86-64 AVX2 + FMA ([`avx2`]) where written, scalar for the other types.
+    /// x86-64 AVX2 + FMA + F16C (`avx2` module): every type.
     Avx2,
+    /// x86-64 AVX-512 F + BW + VL without VNNI (`avx512` module, Skylake-SP): 512-bit
+    /// kernels for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K, AVX2 for the rest.
+    Avx512,
+    /// As [`KernelLevel::Avx512`], multiplying with AVX-512 VNNI's `vpdpbusd`/`vpdpwssd`
+    /// (Cascade Lake, Ice Lake, Sapphire Rapids, Zen 4 and later).
+    Avx512Vnni,
+    /// aarch64 NEON without the dot-product extension (`neon` module; Cortex-A53/A72): every type.
+    Neon,
+    /// aarch64 NEON with the Armv8.2 dot-product instructions (`neon` module, `sdot`): every type.
+    NeonDotprod,
+}
+
+impl KernelLevel {
+    /// Every level, slowest first (whether or not this CPU can run it).
+    pub const ALL: [KernelLevel; 6] = [
+        KernelLevel::Scalar,
+        KernelLevel::Avx2,
+        KernelLevel::Avx512,
+        KernelLevel::Avx512Vnni,
+        KernelLevel::Neon,
+        KernelLevel::NeonDotprod,
+    ];
+
+    /// The level's name, as `PITH_FORCE_KERNELS` takes it: `scalar`, `avx2`, `avx512`
+    /// (no VNNI), `avx512-vnni`, `neon-nodot`, `neon-dotprod`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KernelLevel::Scalar => "scalar",
+            KernelLevel::Avx2 => "avx2",
+            KernelLevel::Avx512 => "avx512",
+            KernelLevel::Avx512Vnni => "avx512-vnni",
+            KernelLevel::Neon => "neon-nodot",
+            KernelLevel::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The level named `name` (see [`KernelLevel::name`]; ASCII case and surrounding
+    /// blanks ignored), or `None`.
+    pub fn from_name(name: &str) -> Option<KernelLevel> {
+        let name = name.trim();
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether this CPU can run the level's kernels (checked at run time).
+    pub fn is_available(self) -> bool {
+        table(self).is_some()
+    }
+}
+
+impl std::fmt::Display for KernelLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One dot-product function per weight type, filled for one [`KernelLevel`].
+#[derive(Clone, Copy)]
 struct Kernels {
     level: KernelLevel,
     q4_0: fn(usize, &[BlockQ4_0], &[BlockQ8_0]) -> f32,
@@ -92,33 +179,93 @@ const SCALAR: Kernels = Kernels {
     q6_k: scalar::vec_dot_q6_k_q8_k,
 };
 
-/// The environment variable that pins a kernel level: `scalar` (default: unset, the best
-/// level the CPU supports).
+#[cfg(target_arch = "x86_64")]
+const AVX2: Kernels = Kernels {
+    level: KernelLevel::Avx2,
+    q4_0: avx2::vec_dot_q4_0_q8_0,
+    q4_1: avx2::vec_dot_q4_1_q8_1,
+    q5_0: avx2::vec_dot_q5_0_q8_0,
+    q5_1: avx2::vec_dot_q5_1_q8_1,
+    q8_0: avx2::vec_dot_q8_0_q8_0,
+    q2_k: avx2::vec_dot_q2_k_q8_k,
+    q3_k: avx2::vec_dot_q3_k_q8_k,
+    q4_k: avx2::vec_dot_q4_k_q8_k,
+    q5_k: avx2::vec_dot_q5_k_q8_k,
+    q6_k: avx2::vec_dot_q6_k_q8_k,
+};
+
+/// The kernel table of `level`, when this CPU can run it.
+fn table(level: KernelLevel) -> Option<&'static Kernels> {
+    match level {
+        KernelLevel::Scalar => Some(&SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx2 => avx2::available().then_some(&AVX2),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512 => avx512::available().then_some(&avx512::AVX512),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512Vnni => avx512::vnni_available().then_some(&avx512::AVX512_VNNI),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::Neon => Some(&neon::NEON),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::NeonDotprod => neon::dotprod_available().then_some(&neon::NEON_DOTPROD),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The levels this CPU can run, slowest first; always starts with [`KernelLevel::Scalar`].
+pub fn available_levels() -> Vec<KernelLevel> {
+    KernelLevel::ALL
+        .into_iter()
+        .filter(|&l| table(l).is_some())
+        .collect()
+}
+
+/// The fastest level this CPU can run: what [`vec_dot`] uses unless `PITH_FORCE_KERNELS`
+/// says otherwise.
+pub fn best_level() -> KernelLevel {
+    available_levels().pop().unwrap_or(KernelLevel::Scalar)
+}
+
+/// The environment variable that pins a kernel level by name ([`KernelLevel::name`]).
+/// Default: unset (or empty, or `auto`), the [`best_level`]. A level this CPU cannot run,
+/// or an unknown name, logs a warning and falls back to the best level; it never
+/// executes an instruction the CPU lacks.
 pub const FORCE_ENV: &str = "PITH_FORCE_KERNELS";
 
 fn kernels() -> &'static Kernels {
     static TABLE: OnceLock<Kernels> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let forced = std::env::var(FORCE_ENV).ok();
-        if forced.as_deref().map(str::trim) == Some("scalar") {
-            tracing::debug!("{FORCE_ENV}=scalar: scalar kernels");
-            return SCALAR;
+        let forced = std::env::var(FORCE_ENV)
+            .ok()
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty() && v != "auto");
+        if let Some(name) = forced.as_deref() {
+            match KernelLevel::from_name(name).map(|l| (l, table(l))) {
+                Some((level, Some(k))) => {
+                    tracing::debug!("{FORCE_ENV}={name}: {level} kernels");
+                    return *k;
+                }
+                Some((level, None)) => tracing::warn!(
+                    "{FORCE_ENV}={name}: this CPU cannot run the {level} kernels; using {}",
+                    best_level()
+                ),
+                // `neon` (the best NEON level) is resolved by `neon::select` below.
+                None if cfg!(target_arch = "aarch64") && name == "neon" => {}
+                None => tracing::warn!(
+                    "{FORCE_ENV}={name}: unknown kernel level (one of {}); using {}",
+                    KernelLevel::ALL.map(KernelLevel::name).join(", "),
+                    best_level()
+                ),
+            }
         }
-        #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            tracing::debug!("AVX2 + FMA kernels");
-            return Kernels {
-                level: KernelLevel::Avx2,
-                q4_0: avx2::vec_dot_q4_0_q8_0,
-                q5_0: avx2::vec_dot_q5_0_q8_0,
-                q8_0: avx2::vec_dot_q8_0_q8_0,
-                q4_k: avx2::vec_dot_q4_k_q8_k,
-                q6_k: avx2::vec_dot_q6_k_q8_k,
-                ..SCALAR
-            };
+        #[cfg(target_arch = "aarch64")]
+        if let Some(table) = neon::select(forced.as_deref()) {
+            return table;
         }
-        tracing::debug!("scalar kernels");
-        SCALAR
+        let level = best_level();
+        tracing::debug!("{level} kernels");
+        *table(level).unwrap_or(&SCALAR)
     })
 }
 
@@ -159,6 +306,22 @@ pub fn vec_dot_scalar(
     dispatch(&SCALAR, w_ty, w_row, x_q, n)
 }
 
+/// As [`vec_dot`], with the kernels of `level` (whatever the selected level): lets tests
+/// and benchmarks compare every [`available_levels`] entry in one process.
+///
+/// Errors: those of [`vec_dot`], and [`KernelError::LevelUnavailable`] when this CPU
+/// cannot run `level`.
+pub fn vec_dot_with(
+    level: KernelLevel,
+    w_ty: GgmlType,
+    w_row: &[u8],
+    x_q: &[u8],
+    n: usize,
+) -> Result<f32, KernelError> {
+    let k = table(level).ok_or(KernelError::LevelUnavailable { level })?;
+    dispatch(k, w_ty, w_row, x_q, n)
+}
+
 /// Checks the lengths and runs `k`'s kernel for `w_ty`.
 fn dispatch(
     k: &Kernels,
@@ -170,7 +333,7 @@ fn dispatch(
     let act_ty = vec_dot_type(w_ty).ok_or(KernelError::Unsupported { ty: w_ty })?;
     for ty in [w_ty, act_ty] {
         let block_size = ty.block_size();
-        if n % block_size != 0 {
+        if !n.is_multiple_of(block_size) {
             return Err(KernelError::PartialBlock { ty, n, block_size });
         }
     }

@@ -120,7 +120,7 @@ pub fn quantize_activation(
 ) -> Result<GgmlType, KernelError> {
     let act_ty = vec_dot_type(w_ty).ok_or(KernelError::Unsupported { ty: w_ty })?;
     let block_size = w_ty.block_size().max(act_ty.block_size());
-    if x.len() % block_size != 0 {
+    if !x.len().is_multiple_of(block_size) {
         return Err(KernelError::PartialBlock {
             ty: w_ty,
             n: x.len(),

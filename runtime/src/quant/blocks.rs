@@ -214,7 +214,7 @@ pub enum CastError {
 /// [`bytemuck::pod_read_unaligned`], as [`super::dequantize`] does.
 pub fn cast_blocks<B: Pod>(bytes: &[u8]) -> Result<&[B], CastError> {
     let block_bytes = size_of::<B>();
-    if block_bytes == 0 || bytes.len() % block_bytes != 0 {
+    if block_bytes == 0 || !bytes.len().is_multiple_of(block_bytes) {
         return Err(CastError::Length {
             len: bytes.len(),
             block_bytes,

@@ -58,7 +58,7 @@ pub enum QuantError {
 /// have any alignment: misaligned blocks are copied to the stack one at a time.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     let block_size = ty.block_size();
-    if out.len() % block_size != 0 {
+    if !out.len().is_multiple_of(block_size) {
         return Err(QuantError::PartialBlock {
             ty,
             n_elements: out.len(),
@@ -108,7 +108,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Quan
 /// number of blocks.
 pub fn dequantize_to_vec(ty: GgmlType, data: &[u8]) -> Result<Vec<f32>, QuantError> {
     let type_size = ty.type_size();
-    if data.len() % type_size != 0 {
+    if !data.len().is_multiple_of(type_size) {
         return Err(QuantError::PartialBlockBytes {
             ty,
             actual_bytes: data.len(),

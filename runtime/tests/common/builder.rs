@@ -131,7 +131,7 @@ impl Bytes {
     }
     /// Zero bytes up to the next multiple of `align`.
     pub fn pad_to(&mut self, align: u64) -> &mut Self {
-        while self.buf.len() as u64 % align != 0 {
+        while !(self.buf.len() as u64).is_multiple_of(align) {
             self.buf.push(0);
         }
         self
