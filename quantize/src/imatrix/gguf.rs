@@ -9,18 +9,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pith_runtime::gguf::{type_id, Array, GgufFile};
+use pith_runtime::gguf::{Array, GgufFile, Value, DEFAULT_ALIGNMENT};
 use pith_runtime::quant::GgmlType;
 
 use super::{ImatrixEntry, ImatrixError, ImatrixFile};
+use crate::writer::{encode_header, TensorSpec};
 
 const KEY_DATASETS: &str = "imatrix.datasets";
 const KEY_CHUNK_COUNT: &str = "imatrix.chunk_count";
 const KEY_CHUNK_SIZE: &str = "imatrix.chunk_size";
 const SUFFIX_SUMS: &str = ".in_sum2";
 const SUFFIX_COUNTS: &str = ".counts";
-/// ggml's default GGUF alignment.
-const ALIGNMENT: usize = 32;
 
 /// Parses a GGUF importance matrix held in memory.
 pub(super) fn read(path: &Path, bytes: Vec<u8>) -> Result<ImatrixFile, ImatrixError> {
@@ -128,74 +127,49 @@ pub(super) fn read(path: &Path, bytes: Vec<u8>) -> Result<ImatrixFile, ImatrixEr
     })
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn pad(out: &mut Vec<u8>) {
-    out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
-}
-
-/// Serialises `f` as GGUF v3, the way `gguf_write_to_file` lays it out.
+/// Serialises `f` as GGUF v3, the way `gguf_write_to_file` lays it out: the header through
+/// the crate's GGUF writer ([`crate::writer::encode_header`]), then each F32 tensor
+/// padded to the default alignment.
 pub(super) fn write(f: &ImatrixFile) -> Vec<u8> {
-    // (name, ne, data)
-    let mut tensors: Vec<(String, Vec<u64>, Vec<f32>)> = Vec::new();
+    let mut specs = Vec::new();
+    let mut data: Vec<Vec<f32>> = Vec::new();
+    // ggml_n_dims: trailing dimensions of 1 are not written (at least one is).
+    let dims = |ne: [u64; 2]| {
+        let n = ne.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1);
+        ne[..n].to_vec()
+    };
     for (name, e) in &f.entries {
         let n_mat = e.counts.len() as u64;
-        let n_cols = e.n_cols() as u64;
         // For a legacy file the "sums" are means × ncall and the count is ncall, so
         // sums / counts is unchanged.
-        let counts = e.counts.iter().map(|&c| c as f32).collect();
-        tensors.push((
-            format!("{name}{SUFFIX_SUMS}"),
-            vec![n_cols, n_mat],
-            e.sums.clone(),
-        ));
-        tensors.push((format!("{name}{SUFFIX_COUNTS}"), vec![1, n_mat], counts));
+        specs.push(TensorSpec {
+            name: format!("{name}{SUFFIX_SUMS}"),
+            dims: dims([e.n_cols() as u64, n_mat]),
+            ty: GgmlType::F32,
+        });
+        data.push(e.sums.clone());
+        specs.push(TensorSpec {
+            name: format!("{name}{SUFFIX_COUNTS}"),
+            dims: dims([1, n_mat]),
+            ty: GgmlType::F32,
+        });
+        data.push(e.counts.iter().map(|&c| c as f32).collect());
     }
-    let mut out = Vec::new();
-    out.extend_from_slice(b"GGUF");
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    out.extend_from_slice(&4u64.to_le_bytes());
-    put_str(&mut out, "general.type");
-    out.extend_from_slice(&type_id::STRING.to_le_bytes());
-    put_str(&mut out, "imatrix");
-    put_str(&mut out, KEY_DATASETS);
-    out.extend_from_slice(&type_id::ARRAY.to_le_bytes());
-    out.extend_from_slice(&type_id::STRING.to_le_bytes());
-    out.extend_from_slice(&(f.datasets.len() as u64).to_le_bytes());
-    for d in &f.datasets {
-        put_str(&mut out, d);
-    }
-    for (key, v) in [
-        (KEY_CHUNK_COUNT, f.chunk_count),
-        (KEY_CHUNK_SIZE, f.chunk_size),
-    ] {
-        put_str(&mut out, key);
-        out.extend_from_slice(&type_id::U32.to_le_bytes());
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    let mut offset = 0u64;
-    for (name, ne, data) in &tensors {
-        put_str(&mut out, name);
-        // ggml_n_dims: trailing dimensions of 1 are not written (at least one is).
-        let n_dims = ne.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1);
-        out.extend_from_slice(&(n_dims as u32).to_le_bytes());
-        for d in &ne[..n_dims] {
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        out.extend_from_slice(&0u32.to_le_bytes()); // GGML_TYPE_F32
-        out.extend_from_slice(&offset.to_le_bytes());
-        offset += ((data.len() * 4).next_multiple_of(ALIGNMENT)) as u64;
-    }
-    pad(&mut out);
-    for (_, _, data) in &tensors {
-        for v in data {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        pad(&mut out);
+    let metadata = vec![
+        ("general.type".to_owned(), Value::String("imatrix".into())),
+        (
+            KEY_DATASETS.to_owned(),
+            Value::Array(Array::String(f.datasets.clone())),
+        ),
+        (KEY_CHUNK_COUNT.to_owned(), Value::U32(f.chunk_count)),
+        (KEY_CHUNK_SIZE.to_owned(), Value::U32(f.chunk_size)),
+    ];
+    // F32 tensors with in-range sizes and the default alignment: nothing to refuse.
+    let (mut out, _) = encode_header(&metadata, &specs, DEFAULT_ALIGNMENT)
+        .unwrap_or_else(|e| unreachable!("imatrix GGUF header: {e}"));
+    for d in &data {
+        out.extend_from_slice(bytemuck::cast_slice(d));
+        out.resize(out.len().next_multiple_of(DEFAULT_ALIGNMENT as usize), 0);
     }
     out
 }

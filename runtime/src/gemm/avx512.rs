@@ -18,31 +18,23 @@ pub fn available() -> bool {
 
 pub fn gemm(o: &Operands<'_>, c: OutTile) {
     assert!(available(), "AVX-512 GEMM called on a CPU without AVX-512F");
-    let mut r = 0;
-    while r < o.n {
-        let w = (LANES * NV).min(o.n - r);
-        let mut t = 0;
-        while t < o.m {
-            let mr = MR.min(o.m - t);
-            // SAFETY: AVX-512F is present (checked above); rows t..t+mr of A and columns
-            // r..r+w of B lie inside the operands (`gemm` checked their sizes), and the
-            // output tile is inside the caller's `OutTile` contract.
-            unsafe {
-                match mr {
-                    8 => tile::<8>(o, t, r, w, c),
-                    7 => tile::<7>(o, t, r, w, c),
-                    6 => tile::<6>(o, t, r, w, c),
-                    5 => tile::<5>(o, t, r, w, c),
-                    4 => tile::<4>(o, t, r, w, c),
-                    3 => tile::<3>(o, t, r, w, c),
-                    2 => tile::<2>(o, t, r, w, c),
-                    _ => tile::<1>(o, t, r, w, c),
-                }
+    super::for_each_tile(o, MR, LANES * NV, |t, r, w, mr| {
+        // SAFETY: AVX-512F is present (checked above); rows t..t+mr of A and columns r..r+w of B
+        // lie inside the operands (`gemm` checked their sizes), and the output tile is
+        // inside the caller's `OutTile` contract.
+        unsafe {
+            match mr {
+                8 => tile::<8>(o, t, r, w, c),
+                7 => tile::<7>(o, t, r, w, c),
+                6 => tile::<6>(o, t, r, w, c),
+                5 => tile::<5>(o, t, r, w, c),
+                4 => tile::<4>(o, t, r, w, c),
+                3 => tile::<3>(o, t, r, w, c),
+                2 => tile::<2>(o, t, r, w, c),
+                _ => tile::<1>(o, t, r, w, c),
             }
-            t += mr;
         }
-        r += w;
-    }
+    });
 }
 
 #[target_feature(enable = "avx512f")]

@@ -49,6 +49,8 @@ pub struct Operands<'a> {
 pub struct OutTile {
     ptr: *mut f32,
     ldc: usize,
+    /// The slice length behind `ptr` when made by [`OutTile::of`]: checked by [`gemm`].
+    len: Option<usize>,
 }
 
 impl OutTile {
@@ -57,18 +59,21 @@ impl OutTile {
     /// [`gemm`] call it is passed to, and no other thread may access those elements
     /// meanwhile.
     pub unsafe fn new(ptr: *mut f32, ldc: usize) -> Self {
-        Self { ptr, ldc }
+        Self {
+            ptr,
+            ldc,
+            len: None,
+        }
     }
 
-    /// An output over a whole slice of `rows × ldc`.
-    pub fn of(out: &mut [f32], ldc: usize) -> (Self, usize) {
-        (
-            Self {
-                ptr: out.as_mut_ptr(),
-                ldc,
-            },
-            out.len(),
-        )
+    /// An output over a whole slice: safe, because every element `t·ldc + r` a [`gemm`]
+    /// call writes is checked against the slice's length first.
+    pub fn of(out: &mut [f32], ldc: usize) -> Self {
+        Self {
+            ptr: out.as_mut_ptr(),
+            ldc,
+            len: Some(out.len()),
+        }
     }
 }
 
@@ -101,29 +106,35 @@ pub fn level() -> GemmLevel {
     selected().0
 }
 
-fn check(o: &Operands<'_>) {
-    let need = |rows: usize, ld: usize, cols: usize| {
-        if rows == 0 {
-            0
-        } else {
-            (rows - 1) * ld + cols
-        }
-    };
-    assert!(
-        o.a.len() >= need(o.m, o.lda, o.k) && o.b.len() >= need(o.k, o.ldb, o.n),
-        "gemm operand sizes"
-    );
+/// Rows `rows` of stride `ld` holding `cols` values span this many elements.
+fn span(rows: usize, ld: usize, cols: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
 }
 
-/// `C = A·B` at the selected level. Panics when a slice is too short for its shape.
+fn check(o: &Operands<'_>, c: &OutTile) {
+    assert!(
+        o.a.len() >= span(o.m, o.lda, o.k) && o.b.len() >= span(o.k, o.ldb, o.n),
+        "gemm operand sizes"
+    );
+    if let Some(len) = c.len {
+        assert!(len >= span(o.m, c.ldc, o.n), "gemm output size");
+    }
+}
+
+/// `C = A·B` at the selected level. Panics when a slice (or an output made by
+/// [`OutTile::of`]) is too short for its shape.
 pub fn gemm(o: &Operands<'_>, c: OutTile) {
-    check(o);
+    check(o, &c);
     (selected().1)(o, c)
 }
 
 /// `C = A·B` with the portable kernel, always compiled: the reference in tests.
 pub fn gemm_portable(o: &Operands<'_>, c: OutTile) {
-    check(o);
+    check(o, &c);
     portable(o, c)
 }
 
@@ -142,6 +153,29 @@ fn portable(o: &Operands<'_>, c: OutTile) {
             // SAFETY: `OutTile::new`'s contract covers (t, r), t < m, r < n.
             unsafe { *c.ptr.add(t * c.ldc + r) = v };
         }
+    }
+}
+
+/// Walks the `m × n` output in tiles of at most `mr_max` rows × `width` columns, column
+/// blocks outermost (so one block of `B` serves every row of `A`): `tile(t, r, w, mr)`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn for_each_tile(
+    o: &Operands<'_>,
+    mr_max: usize,
+    width: usize,
+    mut tile: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut r = 0;
+    while r < o.n {
+        let w = width.min(o.n - r);
+        let mut t = 0;
+        while t < o.m {
+            let mr = mr_max.min(o.m - t);
+            tile(t, r, w, mr);
+            t += mr;
+        }
+        r += w;
     }
 }
 

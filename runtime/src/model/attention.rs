@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use pith_models::ArchConfig;
 use rayon::prelude::*;
 
+use super::matmul::OutPtr;
 use super::ops::{round_f16, softmax};
 use super::{KvCache, KvType};
 use crate::gemm::{gemm, Operands, OutTile};
@@ -34,19 +35,6 @@ thread_local! {
     /// Per-thread key/value/score scratch, reused across calls.
     static BUF: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
-
-/// A raw pointer the tasks write disjoint output elements through.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes only the (row, head) slices of its own tile and KV group;
-// no two tasks share one, and the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `out[row, head·hdv..]` = softmax(q·Kᵀ·scale)·V for every row of every sequence.
@@ -114,8 +102,7 @@ pub(crate) fn attention(
                     n: m,
                     k: hd,
                 };
-                let (sc_out, _) = OutTile::of(scores, m);
-                gemm(&qk, sc_out);
+                gemm(&qk, OutTile::of(scores, m));
                 for (i, sc) in scores.chunks_exact_mut(m).enumerate() {
                     let p = s.pos0 + r_lo + i;
                     // llama.cpp masks key position p0 for query p1 when p1 - p0 >= n_swa.

@@ -215,6 +215,7 @@ impl Model {
                     n,
                 )?,
                 _ => {
+                    s.qkv.resize(n * (qd + kd + vd), 0.0);
                     self.mm(obs, &lw.wq, &s.h, n, &mut s.qkv)?;
                     for (t, row) in s.qkv.chunks_exact(qd + kd + vd).enumerate() {
                         s.q[t * qd..(t + 1) * qd].copy_from_slice(&row[..qd]);

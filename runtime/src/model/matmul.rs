@@ -19,7 +19,7 @@ use crate::kernels;
 use crate::quant::{dequantize, GgmlType};
 
 thread_local! {
-    /// The running task's dequantized weight rows, and the same transposed for the GEMM.
+    /// The running task's dequantized weight row, and its tile transposed for the GEMM.
     static TILE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -34,17 +34,19 @@ const ROWS_PER_TASK: usize = 64;
 /// for AVX2) whose f32 tile (`GEMM_ROWS × in_dim`) stays in L2.
 const GEMM_ROWS: usize = 96;
 
-/// A raw pointer the tasks write disjoint elements through.
+/// A raw pointer parallel tasks write disjoint elements of one output through (the
+/// matmuls here and the attention).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint index sets (distinct output rows `o` for every token), so
-// no two threads touch the same element; the buffer outlives the parallel loop.
+pub(super) struct OutPtr(pub(super) *mut f32);
+// SAFETY: every user splits the output so that tasks write disjoint index sets (distinct
+// output rows for every token, or distinct (row, head) slices), so no two threads touch
+// the same element; the buffer outlives the parallel loop.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// Through a method, so closures capture the `Send` wrapper, not the raw field.
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -88,22 +90,20 @@ pub fn matmul(
         .into_par_iter()
         .try_for_each(|task| {
             TILE.with(|bufs| {
-                let (rows_buf, panel) = &mut *bufs.borrow_mut();
+                let (row, panel) = &mut *bufs.borrow_mut();
                 let start = task * GEMM_ROWS;
                 let rows = GEMM_ROWS.min(outd - start);
-                rows_buf.resize(rows * ind, 0.0);
-                for (r, dst) in rows_buf.chunks_exact_mut(ind).enumerate() {
+                // The GEMM wants the tile k-major: panel[i·rows + r] = W[start + r, i].
+                row.resize(ind, 0.0);
+                panel.resize(rows * ind, 0.0);
+                for r in 0..rows {
                     let o = start + r;
-                    dequantize(ty, &data[o * rb..(o + 1) * rb], dst).map_err(|source| {
+                    dequantize(ty, &data[o * rb..(o + 1) * rb], row).map_err(|source| {
                         ModelError::Quant {
                             name: w.info.name.clone(),
                             source,
                         }
                     })?;
-                }
-                // The GEMM wants the tile k-major: panel[i·rows + r] = W[start + r, i].
-                panel.resize(rows * ind, 0.0);
-                for (r, row) in rows_buf.chunks_exact(ind).enumerate() {
                     for (i, &v) in row.iter().enumerate() {
                         panel[i * rows + r] = v;
                     }

@@ -11,7 +11,7 @@ pub(crate) struct Scratch {
     pub q: Vec<f32>,
     pub k: Vec<f32>,
     pub v: Vec<f32>,
-    /// Fused q/k/v output (Phi-3).
+    /// Fused q/k/v output (Phi-3 only; sized where used).
     pub qkv: Vec<f32>,
     pub attn: Vec<f32>,
     pub proj: Vec<f32>,
@@ -34,7 +34,6 @@ impl Scratch {
         set(&mut self.q, n * qd);
         set(&mut self.k, n * kd);
         set(&mut self.v, n * vd);
-        set(&mut self.qkv, n * (qd + kd + vd));
         set(&mut self.attn, n * c.n_head * c.head_dim_v);
         set(&mut self.proj, n * c.n_embd);
         set(&mut self.gate, n * ff_w);
